@@ -1,0 +1,325 @@
+"""The command line, ``python -m lmcore``: a contract shared by the app, the tests and benchmarks.
+
+    train     train a model on a corpus (or --resume a run)
+    generate  sample text from a run
+    runs      list the runs
+
+Bad input ends with one line on stderr (``error: ...``) and exit status 2; a training run
+that fails (for example, diverges) ends with status 1. Set ``LMLAB_DEBUG=1`` to see a
+traceback for unexpected errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+from lmcore import LMError, corpus, runs
+from lmcore.config import MODEL_NAMES
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise LMError(f"{message} (see: python -m lmcore {self.prog.split()[-1]} --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lmcore import train as train_mod
+
+    parser = _Parser(prog="python -m lmcore", description="LM Lab's engine: train, generate, runs.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model, or --resume a run")
+    t.add_argument(
+        "--corpus",
+        default=corpus.DEFAULT_SOURCE,
+        help="builtin:python-docs, builtin:tiny-shakespeare, a file path or an http(s) URL",
+    )
+    t.add_argument("--model", default="nano", help=f"one of {', '.join(MODEL_NAMES)}")
+    t.add_argument("--tokenizer", default="char", choices=("char", "word", "bpe"))
+    t.add_argument("--vocab-size", type=_positive_int, help="word/BPE vocabulary size")
+    t.add_argument("--text-column", help="the text column of a CSV corpus")
+    for flag in ("lowercase", "strip-html", "remove-special", "remove-stopwords"):
+        t.add_argument(f"--{flag}", action="store_true", help="cleaning step (off by default)")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=_positive_int, help="optimizer steps (default 2000)")
+    length.add_argument(
+        "--epochs",
+        type=_number,
+        help="passes over the training tokens (steps = epochs x tokens / (batch x block))",
+    )
+    t.add_argument("--batch-size", type=_positive_int)
+    t.add_argument("--block-size", type=_positive_int, help="tokens per window (context length)")
+    t.add_argument("--lr", type=_number, help="peak learning rate")
+    t.add_argument("--schedule", choices=train_mod.SCHEDULES)
+    t.add_argument("--optimizer", choices=train_mod.OPTIMIZERS)
+    t.add_argument("--warmup-steps", type=int)
+    t.add_argument("--min-lr", type=_number)
+    t.add_argument("--clipnorm", type=_number, help="global gradient-norm clip (0 = off)")
+    t.add_argument("--dropout", type=_number)
+    t.add_argument("--n-layer", type=_positive_int)
+    t.add_argument("--n-head", type=_positive_int)
+    t.add_argument("--n-embd", type=_positive_int)
+    t.add_argument("--log-every", type=_positive_int)
+    t.add_argument("--eval-every", type=_positive_int)
+    t.add_argument("--eval-batches", type=_positive_int)
+    t.add_argument("--sample-length", type=int)
+    for kind in ("delete", "substitute", "swap"):
+        t.add_argument(
+            f"--augment-{kind}",
+            type=_number,
+            default=0.0,
+            help=f"probability per token of random {kind} (training windows only)",
+        )
+    t.add_argument(
+        "--jit",
+        dest="jit_compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="XLA compilation (default: on for the GPT)",
+    )
+    t.add_argument("--seed", type=int)
+    t.add_argument("--name", help="a label for the run id")
+    t.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run")
+    _common(t)
+
+    g = sub.add_parser("generate", help="sample text from a run")
+    g.add_argument("--run", required=True, help="a run id or a run folder")
+    g.add_argument("--prompt", default="")
+    g.add_argument("--length", type=_positive_int, default=200, help="tokens to generate")
+    g.add_argument("--temperature", type=_number, default=0.8, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=_number, default=1.0)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--checkpoint", choices=("last", "best"), default="last")
+    _common(g)
+
+    r = sub.add_parser("runs", help="list the runs")
+    _common(r)
+    return parser
+
+
+def _common(p):
+    p.add_argument("--runs-dir", help="default: $LMLAB_RUNS_DIR or ./runs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+# ---------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """Reports training: a one-line bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.stream = total, stream
+        self.tty = stream.isatty()
+        self.t0 = time.time()
+        self.val = None
+
+    def __call__(self, event: str, record: dict) -> None:
+        if event == "start":
+            where = record.get("device") or f"resumed at step {record.get('resumed_from')}"
+            self._line(f"run {record['run_id']} ({where})")
+        elif event == "log":
+            self.val = record.get("val_loss", self.val)
+            self._progress(record)
+        elif event == "sample" and not self.tty:
+            self._line(f"sample at step {record['step']}: {record['text'][:80]!r}")
+        elif event == "end" and self.tty:
+            self.stream.write("\n")
+
+    def _progress(self, r: dict) -> None:
+        step = r["step"]
+        rate = step / max(time.time() - self.t0, 1e-9)
+        eta = (self.total - step) / rate if rate else 0
+        val = f" val {self.val:.3f}" if self.val is not None else ""
+        text = (
+            f"step {step}/{self.total} loss {r['loss']:.3f}{val} "
+            f"{r['tokens_per_s']:,.0f} tok/s ETA {eta:.0f}s"
+        )
+        if self.tty:
+            done = int(30 * step / self.total)
+            self.stream.write(f"\r[{'#' * done}{'.' * (30 - done)}] {text}  ")
+            self.stream.flush()
+        else:
+            self._line(text)
+
+    def _line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_train(args) -> int:
+    from lmcore import device
+    from lmcore import train as train_mod
+
+    root = runs.runs_dir(args.runs_dir)
+    if args.resume:
+        device.import_tensorflow()
+        run_dir = runs.resolve(args.resume, root)
+        total = args.steps or (runs.read_json(run_dir / "config.json") or {})["train"]["steps"]
+        result = train_mod.resume(run_dir, args.steps, listener=Progress(total))
+        return _report(result, args.json)
+
+    clean = {
+        k: True for k in ("lowercase", "strip_html", "remove_special", "remove_stopwords") if getattr(args, k)
+    }
+    data_config = train_mod.DataConfig(
+        source=args.corpus,
+        tokenizer=args.tokenizer,
+        vocab_size=args.vocab_size,
+        text_column=args.text_column,
+        clean=clean,
+    )
+    augment = {
+        k: getattr(args, f"augment_{k}")
+        for k in ("delete", "substitute", "swap")
+        if getattr(args, f"augment_{k}")
+    }
+    train_config = train_mod.make_train_config(
+        args.model,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        optimizer=args.optimizer,
+        warmup_steps=args.warmup_steps,
+        min_lr=args.min_lr,
+        clipnorm=args.clipnorm,
+        log_every=args.log_every,
+        eval_every=args.eval_every,
+        eval_batches=args.eval_batches,
+        sample_length=args.sample_length,
+        seed=args.seed,
+        jit_compile=args.jit_compile,
+        augment=augment,
+    )
+    overrides = dict(dropout=args.dropout, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
+    job = train_mod.prepare(
+        args.model, data_config, train_config, args.block_size, overrides, progress=_download_progress()
+    )
+    if args.epochs is not None:
+        if args.epochs <= 0:
+            raise LMError(f"--epochs must be positive, not {args.epochs}")
+        per_step = job.train.batch_size * job.model_config.block_size
+        job.train.steps = max(1, math.ceil(args.epochs * len(job.train_ids) / per_step))
+    device.import_tensorflow()
+    result = train_mod.start(job, root, args.name, listener=Progress(job.train.steps))
+    return _report(result, args.json)
+
+
+def _download_progress():
+    last = [0.0]
+
+    def report(done: int, total: int | None) -> None:
+        now = time.time()
+        if now - last[0] < 0.5 and done != total:
+            return
+        last[0] = now
+        of = f" of {total / 2**20:.1f} MB" if total else " MB"
+        sys.stderr.write(f"downloading: {done / 2**20:.1f}{of}\n")
+
+    return report
+
+
+def _report(result: dict, as_json: bool) -> int:
+    val = result.get("val_loss")
+    line = (
+        f"run {result['run_id']} {result['status']} after {result['steps']} steps: val_loss {val:.4f}"
+        if val is not None
+        else f"run {result['run_id']} {result['status']} after {result['steps']} steps"
+    )
+    if result.get("message"):
+        line += f" ({result['message']})"
+    print(json.dumps(result) if as_json else line)
+    return 1 if result["status"] == "failed" else 0
+
+
+def cmd_generate(args) -> int:
+    from lmcore import device, generate
+
+    run_dir = runs.resolve(args.run, runs.runs_dir(args.runs_dir))
+    opts = generate.SamplingOptions(args.temperature, args.top_k, args.top_p, args.seed)
+    opts.check()
+    if args.length > generate.MAX_LENGTH:
+        raise LMError(f"--length can be at most {generate.MAX_LENGTH}")
+    device.import_tensorflow()
+    logits_fn, tokenizer, _ = generate.load_run(run_dir, args.checkpoint)
+    out = generate.generate(logits_fn, tokenizer, args.prompt, args.length, opts)
+    for note in out.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"prompt": out.prompt, "text": out.text, "notes": out.notes}, ensure_ascii=False))
+    else:
+        print(out.prompt + out.text)
+    return 0
+
+
+def cmd_runs(args) -> int:
+    rows = runs.list_runs(runs.runs_dir(args.runs_dir))
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    if not rows:
+        print(f"no runs in {runs.runs_dir(args.runs_dir)}")
+        return 0
+    header = f"{'run id':<44} {'model':<10} {'corpus':<26} {'status':<11} {'steps':>11} {'best val':>8}"
+    print(header)
+    for r in rows:
+        best = f"{r['best_val_loss']:.4f}" if r["best_val_loss"] is not None else "-"
+        steps = f"{r['step']}/{r['steps']}"
+        print(
+            f"{r['run_id']:<44} {r['model'] or '?':<10} {str(r['corpus'])[-26:]:<26} "
+            f"{r['status']:<11} {steps:>11} {best:>8}"
+        )
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "runs": cmd_runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except LMError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # never a traceback for a user, unless asked for one
+        if os.environ.get("LMLAB_DEBUG"):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(
+            f"error: unexpected {type(err).__name__}: {first} (LMLAB_DEBUG=1 shows details)", file=sys.stderr
+        )
+        return 1

@@ -1,0 +1,236 @@
+"""The run store: one folder per training run, the interface between trainer and readers.
+
+Layout of ``<runs dir>/<run id>/``::
+
+    config.json        model, training and data settings (a model is rebuilt from it alone)
+    tokenizer.json     the run's tokenizer
+    corpus.txt         the cleaned text, for sources that cannot be loaded again (uploads,
+                       files, URLs); built-in corpora are reloaded and checked by SHA-256
+    status.json        running | completed | stopped | failed (+ message), step, best loss;
+                       rewritten atomically, so a reader never sees half of it
+    metrics.jsonl      append-only, one JSON object per logged step
+    samples.jsonl      append-only, the text generated at each validation
+    checkpoints/       last.keras and best.keras, each written to a temporary name first
+                       and then renamed, so a crash never leaves a partial file under
+                       the final name
+    tb/                TensorBoard event files (``tensorboard --logdir runs``)
+    STOP               present while a stop has been requested
+
+A run whose status says ``running`` but whose process is gone is reported as
+``interrupted`` (resumable). Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lmcore import LMError
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
+
+
+def runs_dir(path: str | os.PathLike | None = None) -> Path:
+    """The runs directory: ``path``, else ``$LMLAB_RUNS_DIR``, else ``./runs``."""
+    return Path(path or os.environ.get("LMLAB_RUNS_DIR") or "runs")
+
+
+def check_run_id(run_id: str) -> str:
+    """Refuse ids that could leave the runs directory or are not plain names."""
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id) or ".." in run_id:
+        raise LMError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
+    return run_id
+
+
+def new_run_id(model: str, name: str | None = None) -> str:
+    """A sortable, unique id: ``YYYYmmdd-HHMMSS-<name or model>-<4 hex>``."""
+    label = re.sub(r"[^A-Za-z0-9_-]+", "-", name or model).strip("-")[:40] or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{secrets.token_hex(2)}"
+
+
+def create(root: Path, run_id: str) -> Path:
+    """Make the folder of a new run; refuses an id that already exists."""
+    check_run_id(run_id)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / run_id
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise LMError(f"a run named {run_id!r} already exists in {root}") from None
+    (path / "checkpoints").mkdir()
+    return path
+
+
+def resolve(run: str, root: Path) -> Path:
+    """A run folder from a run id (looked up in ``root``) or from a folder's path."""
+    if "\x00" in run:
+        raise LMError("invalid run id: it contains a NUL byte")
+    path = Path(run)
+    if os.sep in run or (os.altsep and os.altsep in run) or not RUN_ID.match(run):
+        if not (path / "config.json").is_file():
+            raise LMError(f"no run at {run!r} (a run id, or a run folder with config.json)")
+        return path
+    path = root / check_run_id(run)
+    if not (path / "config.json").is_file():
+        raise LMError(f"no run {run!r} in {root}")
+    return path
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it to ``path``.
+
+    The temporary name keeps ``path``'s suffix (Keras insists on ``.keras``). A crash at
+    any moment leaves either the old file or the new one under the final name.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from other readers
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data) -> None:
+    atomic_write(
+        path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    )
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one record as a whole line (a reader never sees a partial record as complete)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """All complete records; a line still being written (no newline yet) is left for later."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.split("\n")[:-1]:
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def write_status(run_dir: Path, status: str, **fields) -> dict:
+    """Merge ``fields`` into the run's status and set its state."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    data = read_json(run_dir / "status.json", {}) or {}
+    data.update(fields, status=status, updated=time.time())
+    if status == "running":
+        data.update(pid=os.getpid(), host=socket.gethostname(), message=None)
+    write_json(run_dir / "status.json", data)
+    return data
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (finished, not yet reaped by its parent) is not training any more
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def read_status(run_dir: Path) -> dict:
+    """The run's status, with ``running`` turned into ``interrupted`` if its process is gone."""
+    data = read_json(run_dir / "status.json", None)
+    if data is None:
+        return {"status": "interrupted", "message": "no status file", "step": 0}
+    if data.get("status") == "running" and data.get("host") == socket.gethostname():
+        if not _alive(int(data.get("pid") or 0)):
+            data["status"] = "interrupted"
+            data["message"] = "the training process ended without finishing; resume it"
+    return data
+
+
+def request_stop(run_dir: Path) -> None:
+    (run_dir / "STOP").touch()
+
+
+def stop_requested(run_dir: Path) -> bool:
+    return (run_dir / "STOP").exists()
+
+
+def clear_stop(run_dir: Path) -> None:
+    (run_dir / "STOP").unlink(missing_ok=True)
+
+
+def checkpoint(run_dir: Path, which: str = "last") -> Path:
+    return run_dir / "checkpoints" / f"{which}.keras"
+
+
+# ---------------------------------------------------------------------------- listing
+
+
+def summary(run_dir: Path) -> dict:
+    config = read_json(run_dir / "config.json", {}) or {}
+    status = read_status(run_dir)
+    return {
+        "run_id": run_dir.name,
+        "model": config.get("model_name"),
+        "corpus": (config.get("data") or {}).get("source"),
+        "tokenizer": (config.get("data") or {}).get("tokenizer"),
+        "status": status.get("status"),
+        "step": status.get("step", 0),
+        "steps": (config.get("train") or {}).get("steps"),
+        "val_loss": status.get("val_loss"),
+        "best_val_loss": status.get("best_val_loss"),
+        "message": status.get("message"),
+        "created": config.get("created"),
+        "path": str(run_dir),
+    }
+
+
+def list_runs(root: Path) -> list[dict]:
+    """Summaries of every run under ``root``, newest first."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+    return [summary(p) for p in sorted(found, key=lambda p: p.name, reverse=True)]
+
+
+def delete(run_dir: Path) -> None:
+    """Remove a run that is not training."""
+    if read_status(run_dir).get("status") == "running":
+        raise LMError(f"run {run_dir.name} is still training; stop it first")
+    shutil.rmtree(run_dir)

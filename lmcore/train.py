@@ -1,0 +1,575 @@
+"""Training: next-token pre-training with Keras ``fit``, recorded step by step in a run folder.
+
+``start`` checks everything (corpus, tokenizer, window length, model and training
+settings) before it creates the run folder, so bad input leaves nothing behind; it then
+trains. ``resume`` continues a stopped or interrupted run from its last checkpoint, with
+the optimizer state, learning-rate schedule position and data order it had.
+
+``fit`` runs in intervals of ``log_every`` steps (one Keras "epoch" each), so the losses
+logged are means over each interval. A recorder callback appends metrics,
+validates, writes samples and checkpoints, and honours a stop request before the next
+step. It reads nothing from the device between logs, so training never waits on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+import lmcore
+from lmcore import LMError, corpus, data, runs
+from lmcore import tokenizers as tok_mod
+from lmcore.config import config_from_dict
+from lmcore.config import make_config as make_model_config
+
+Listener = Callable[[str, dict], None]  # (event, record): "log", "eval", "sample", "end"
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "exponential", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """How to train; saved with the run. Learning rates are per optimizer step."""
+
+    steps: int = 2000  # optimizer steps in all
+    batch_size: int = 32  # windows per step
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3  # peak learning rate
+    schedule: str = "constant"  # constant | exponential | cosine (with linear warm-up)
+    warmup_steps: int = 0  # cosine: steps of linear warm-up from 0 to lr
+    min_lr: float = 1e-4  # cosine: learning rate at the last step
+    decay_steps: int = 100_000  # exponential: steps per decay (the tutorial's value)
+    decay_rate: float = 0.96  # exponential: factor per decay_steps
+    staircase: bool = True  # exponential: decay in whole steps
+    weight_decay: float = 0.1  # adamw only
+    clipnorm: float = 1.0  # gradient clipping by global norm (0 = off)
+    log_every: int = 50  # steps per logged record
+    eval_every: int = 250  # steps between validations (and checkpoints)
+    eval_batches: int = 20  # validation batches (a fixed subset of the split)
+    sample_length: int = 200  # tokens generated at each validation (0 = none)
+    seed: int = 1337  # weights, data order and samples
+    jit_compile: bool | None = None  # XLA; None = on for the GPT, off for the RNNs
+    augment: dict = field(default_factory=dict)  # data.Augment fields, training windows only
+
+
+@dataclass
+class DataConfig:
+    """Where the tokens come from."""
+
+    source: str = corpus.DEFAULT_SOURCE  # corpus source string
+    tokenizer: str = "char"  # char | word | bpe
+    vocab_size: int | None = None  # word/bpe vocabulary size (None = default)
+    text_column: str | None = None  # for CSV sources
+    clean: dict = field(default_factory=dict)  # corpus.CleanOptions fields
+
+
+# Per-model training defaults; the tutorial's own for seed-lstm (batch 32, Adam).
+RECIPES = {
+    "seed-lstm": dict(batch_size=32, lr=2e-3, schedule="cosine", warmup_steps=50, min_lr=2e-4),
+    "gru": dict(batch_size=32, lr=2e-3, schedule="cosine", warmup_steps=50, min_lr=2e-4),
+    "tiny": dict(batch_size=32, lr=3e-3, schedule="cosine", warmup_steps=20, min_lr=3e-4),
+    "nano": dict(batch_size=32, lr=2e-3, schedule="cosine", warmup_steps=100, min_lr=2e-4),
+    "small": dict(
+        batch_size=32, lr=1e-3, schedule="cosine", warmup_steps=200, min_lr=1e-4, optimizer="adamw"
+    ),
+}
+
+
+def make_train_config(model_name: str, **overrides) -> TrainConfig:
+    """The model's recipe with ``overrides`` (None values ignored), checked."""
+    known = {f.name for f in fields(TrainConfig)}
+    values = {
+        **RECIPES.get(model_name, {}),
+        **{k: v for k, v in overrides.items() if v is not None and k in known},
+    }
+    config = TrainConfig(**values)
+    check_train_config(config)
+    return config
+
+
+def check_train_config(c: TrainConfig) -> None:
+    problems = []
+    if c.steps < 1:
+        problems.append(f"steps must be at least 1, not {c.steps}")
+    if c.batch_size < 1:
+        problems.append(f"batch size must be at least 1, not {c.batch_size}")
+    if not (math.isfinite(c.lr) and c.lr > 0):
+        problems.append(f"learning rate must be a positive number, not {c.lr}")
+    if c.optimizer not in OPTIMIZERS:
+        problems.append(f"unknown optimizer {c.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if c.schedule not in SCHEDULES:
+        problems.append(f"unknown schedule {c.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if c.log_every < 1 or c.eval_every < 1 or c.eval_batches < 1:
+        problems.append("log_every, eval_every and eval_batches must be at least 1")
+    if c.warmup_steps < 0 or c.min_lr < 0 or c.clipnorm < 0:
+        problems.append("warmup_steps, min_lr and clipnorm cannot be negative")
+    try:
+        data.Augment(**c.augment)
+    except TypeError:
+        problems.append(f"unknown augmentation settings {c.augment}")
+    if problems:
+        raise LMError("; ".join(problems))
+
+
+def lr_schedule(c: TrainConfig):
+    """The Keras learning-rate schedule for ``c`` (or a float for constant)."""
+    import keras
+
+    if c.schedule == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(
+            c.lr, decay_steps=c.decay_steps, decay_rate=c.decay_rate, staircase=c.staircase
+        )
+    if c.schedule == "cosine":
+        warmup = min(c.warmup_steps, max(c.steps - 1, 0))
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else c.lr,
+            decay_steps=max(c.steps - warmup, 1),
+            alpha=min(c.min_lr / c.lr, 1.0),
+            warmup_target=c.lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    return c.lr
+
+
+def lr_curve(c: TrainConfig, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, learning rates) of the schedule, for a preview chart (NumPy, no TensorFlow)."""
+    steps = np.unique(np.linspace(0, c.steps, points).astype(int))
+    if c.schedule == "exponential":
+        p = steps / c.decay_steps
+        return steps, c.lr * c.decay_rate ** (np.floor(p) if c.staircase else p)
+    if c.schedule == "cosine":
+        warmup = min(c.warmup_steps, max(c.steps - 1, 0))
+        alpha = min(c.min_lr / c.lr, 1.0)
+        t = np.clip((steps - warmup) / max(c.steps - warmup, 1), 0, 1)
+        cos = c.lr * ((1 - alpha) * 0.5 * (1 + np.cos(np.pi * t)) + alpha)
+        return steps, np.where(steps < warmup, c.lr * steps / max(warmup, 1), cos)
+    return steps, np.full(len(steps), c.lr)
+
+
+def _optimizer(c: TrainConfig):
+    import keras
+
+    clip = {"global_clipnorm": c.clipnorm} if c.clipnorm else {}
+    lr = lr_schedule(c)
+    if c.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=c.weight_decay, **clip)
+    if c.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, **clip)
+    return keras.optimizers.Adam(lr, **clip)
+
+
+def compile_model(model, c: TrainConfig, family: str) -> None:
+    import keras
+
+    # XLA speeds the GPT up by half on a CPU but halves the speed of Keras' LSTM loop there.
+    jit = c.jit_compile if c.jit_compile is not None else family == "gpt"
+    model.compile(
+        optimizer=_optimizer(c),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit,
+    )
+
+
+# ---------------------------------------------------------------------------- the prepared job
+
+
+@dataclass
+class Job:
+    """Everything training needs, checked, before (or after) the run folder exists."""
+
+    model_name: str
+    model_config: object
+    train: TrainConfig
+    data: DataConfig
+    tokenizer: object
+    text: str
+    corpus_sha256: str
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+
+    def config_json(self, device: dict, parent: str | None = None) -> dict:
+        return {
+            "model_name": self.model_name,
+            "model": asdict(self.model_config),
+            "train": asdict(self.train),
+            "data": {
+                **asdict(self.data),
+                "sha256": self.corpus_sha256,
+                "train_tokens": int(len(self.train_ids)),
+                "val_tokens": int(len(self.val_ids)),
+            },
+            "device": device,
+            "parent": parent,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "lmcore_version": lmcore.__version__,
+        }
+
+
+def prepare(
+    model_name: str,
+    data_config: DataConfig,
+    train_config: TrainConfig,
+    block_size: int | None = None,
+    model_overrides: dict | None = None,
+    loaded: corpus.Corpus | None = None,
+    progress: corpus.Progress | None = None,
+) -> Job:
+    """Load and tokenize the corpus and check every setting; creates nothing on disk."""
+    make_model_config(model_name)  # an unknown name fails before any slow work
+    check_train_config(train_config)
+    clean = corpus.CleanOptions(**data_config.clean)
+    if clean.remove_stopwords and data_config.tokenizer != "word":
+        raise LMError("stop-word removal applies to the word tokenizer only")
+    if loaded is None:
+        loaded = corpus.load(
+            data_config.source, text_column=data_config.text_column, options=clean, progress=progress
+        )
+    tokenizer = tok_mod.train(data_config.tokenizer, loaded.text, data_config.vocab_size)
+    ids = tokenizer.encode(loaded.text)
+    config = make_model_config(
+        model_name, vocab_size=tokenizer.vocab_size, block_size=block_size, **(model_overrides or {})
+    )
+    train_ids, val_ids = data.split(ids)
+    data.check_length(train_ids, val_ids, config.block_size)
+    return Job(
+        model_name,
+        config,
+        train_config,
+        data_config,
+        tokenizer,
+        loaded.text,
+        loaded.sha256,
+        train_ids,
+        val_ids,
+    )
+
+
+def _job_from_run(run_dir: Path) -> Job:
+    """Rebuild the Job of an existing run from its files (for resume)."""
+    config = runs.read_json(run_dir / "config.json")
+    data_config = DataConfig(
+        **{k: v for k, v in config["data"].items() if k in {f.name for f in fields(DataConfig)}}
+    )
+    saved = run_dir / "corpus.txt"
+    if saved.is_file():
+        text = saved.read_text(encoding="utf-8")
+    else:
+        text = corpus.load(
+            data_config.source,
+            text_column=data_config.text_column,
+            options=corpus.CleanOptions(**data_config.clean),
+        ).text
+    loaded = corpus.Corpus(text, data_config.source)
+    if loaded.sha256 != config["data"]["sha256"]:
+        raise LMError(f"the corpus {data_config.source} has changed since run {run_dir.name} started")
+    tokenizer = tok_mod.load(run_dir / "tokenizer.json")
+    train_ids, val_ids = data.split(tokenizer.encode(text))
+    return Job(
+        config["model_name"],
+        config_from_dict(config["model"]),
+        TrainConfig(**config["train"]),
+        data_config,
+        tokenizer,
+        text,
+        loaded.sha256,
+        train_ids,
+        val_ids,
+    )
+
+
+# ---------------------------------------------------------------------------- recording
+
+
+def _make_recorder(
+    run_dir: Path, job: Job, start_step: int, listener: Listener | None, stop_flag: threading.Event
+):
+    """A Keras callback that writes the run as it trains (built here to import Keras lazily)."""
+    import keras
+    import tensorflow as tf
+
+    from lmcore import generate
+
+    c = job.train
+    T = job.model_config.block_size
+    val_ds = data.val_dataset(job.val_ids, T, c.batch_size, c.eval_batches)
+    prompt_ids = [int(i) for i in job.val_ids[: max(1, T // 2)]]
+    writer = tf.summary.create_file_writer(str(run_dir / "tb"))
+
+    class Recorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.step = start_step  # steps done, counted without reading the device
+            self.logged_step = start_step
+            self.eval_step = start_step
+            self.t0 = self.t_log = time.perf_counter()
+            self.best = runs.read_status(run_dir).get("best_val_loss") or math.inf
+            self.last_val = None
+            self.failure: str | None = None
+            self.stopped = False
+            self.elapsed0 = runs.read_status(run_dir).get("elapsed_s") or 0.0
+            self.tokens_per_s = None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.step += 1
+            if self.step >= c.steps:
+                self.model.stop_training = True
+            elif stop_flag.is_set() or runs.stop_requested(run_dir):
+                self.stopped = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            now = time.perf_counter()
+            steps = self.step - self.logged_step
+            loss = float(logs.get("loss", math.nan))
+            if not math.isfinite(loss):
+                self.failure = (
+                    f"the loss became {loss} between steps {self.logged_step} and "
+                    f"{self.step}; lower the learning rate"
+                )
+                self.model.stop_training = True
+                return
+            self.tokens_per_s = steps * c.batch_size * T / max(now - self.t_log, 1e-9)
+            record = {
+                "step": self.step,
+                "time": round(self.elapsed0 + now - self.t0, 3),
+                "loss": loss,
+                "bits": loss / math.log(2),
+                "ppl": math.exp(min(loss, 50)),
+                "acc": float(logs.get("accuracy", math.nan)),
+                "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                "tokens_per_s": round(self.tokens_per_s, 1),
+            }
+            self.logged_step, self.t_log = self.step, now
+            if self.step - self.eval_step >= c.eval_every or self.step >= c.steps or self.stopped:
+                record.update(self.validate())
+            runs.append_jsonl(run_dir / "metrics.jsonl", record)
+            with writer.as_default():
+                for key in ("loss", "bits", "acc", "lr", "tokens_per_s", "val_loss", "val_bits"):
+                    if key in record:
+                        tf.summary.scalar(key, record[key], step=self.step)
+            runs.write_status(
+                run_dir,
+                "running",
+                step=self.step,
+                val_loss=self.last_val,
+                best_val_loss=None if math.isinf(self.best) else self.best,
+                elapsed_s=record["time"],
+            )
+            if listener:
+                listener("log", record)
+            self.t_log = time.perf_counter()  # validation time is not training time
+
+        def validate(self) -> dict:
+            result = self.model.evaluate(val_ds, verbose=0, return_dict=True)
+            val = float(result["loss"])
+            self.eval_step, self.last_val = self.step, val
+            out = {
+                "val_loss": val,
+                "val_bits": val / math.log(2),
+                "val_ppl": math.exp(min(val, 50)),
+                "val_acc": float(result["accuracy"]),
+            }
+            if not math.isfinite(val):
+                return out
+            runs.atomic_write(runs.checkpoint(run_dir, "last"), lambda p: self.model.save(p))
+            if val < self.best:
+                self.best = val
+                runs.atomic_write(runs.checkpoint(run_dir, "best"), lambda p: self.model.save(p))
+            if c.sample_length:
+                fn = generate.LogitsFn(self.model, T)
+                steps = generate.stream(
+                    fn,
+                    job.tokenizer,
+                    job.tokenizer.decode(prompt_ids),
+                    c.sample_length,
+                    generate.SamplingOptions(0.8, seed=c.seed),
+                )
+                sample = {
+                    "step": self.step,
+                    "prompt": job.tokenizer.decode(prompt_ids),
+                    "text": job.tokenizer.decode([s.token_id for s in steps]),
+                }
+                runs.append_jsonl(run_dir / "samples.jsonl", sample)
+                if listener:
+                    listener("sample", sample)
+            return out
+
+    return Recorder(), writer
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def _install_signal_handlers(stop_flag: threading.Event):
+    """SIGINT/SIGTERM ask for a clean stop (checkpoint saved) instead of killing the run."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, lambda *_: stop_flag.set())
+
+    def restore():
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    return restore
+
+
+def _run(run_dir: Path, job: Job, model, start_step: int, listener: Listener | None) -> dict:
+    """Train ``model`` from ``start_step`` to ``job.train.steps``, recording into ``run_dir``."""
+    c = job.train
+    T = job.model_config.block_size
+    stop_flag = threading.Event()
+    restore = _install_signal_handlers(stop_flag)
+    runs.clear_stop(run_dir)
+    runs.write_status(run_dir, "running", step=start_step, total_steps=c.steps)
+    train_ds = data.train_dataset(
+        job.train_ids,
+        T,
+        c.batch_size,
+        seed=c.seed,
+        start_step=start_step,
+        aug=data.Augment(**c.augment),
+        vocab_size=job.tokenizer.vocab_size,
+    )
+    recorder, writer = _make_recorder(run_dir, job, start_step, listener, stop_flag)
+    intervals = math.ceil((c.steps - start_step) / c.log_every) + 1
+    try:
+        if start_step < c.steps:
+            model.fit(
+                train_ds,
+                epochs=intervals,
+                steps_per_epoch=c.log_every,
+                verbose=0,
+                shuffle=False,
+                callbacks=[recorder],
+            )
+    except Exception as err:  # report any failure in the run's status, then to the caller
+        message = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        runs.write_status(run_dir, "failed", message=message)
+        raise LMError(f"training failed: {message}") from err
+    finally:
+        writer.close()
+        restore()
+        runs.clear_stop(run_dir)
+    if recorder.failure:
+        status = runs.write_status(run_dir, "failed", message=recorder.failure)
+    else:
+        if recorder.step > start_step and recorder.eval_step != recorder.step:
+            recorder.validate()  # a run ending between validations still saves its checkpoint
+        state = "stopped" if recorder.step < c.steps else "completed"
+        status = runs.write_status(
+            run_dir,
+            state,
+            step=recorder.step,
+            val_loss=recorder.last_val,
+            best_val_loss=None if math.isinf(recorder.best) else recorder.best,
+            tokens_per_s=recorder.tokens_per_s,
+        )
+    result = {
+        "run_id": run_dir.name,
+        "run_dir": str(run_dir),
+        "status": status["status"],
+        "steps": status.get("step", start_step),
+        "val_loss": status.get("val_loss"),
+        "best_val_loss": status.get("best_val_loss"),
+        "tokens_per_s": status.get("tokens_per_s"),
+        "elapsed_s": status.get("elapsed_s"),
+        "message": status.get("message"),
+    }
+    if listener:
+        listener("end", result)
+    return result
+
+
+def _seed(seed: int) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def start(
+    job: Job,
+    runs_root: Path,
+    name: str | None = None,
+    listener: Listener | None = None,
+    parent: str | None = None,
+) -> dict:
+    """Create the run folder for a prepared job and train it."""
+    from lmcore import device, models
+
+    info = device.describe()
+    device.setup(info)
+    run_dir = runs.create(runs_root, runs.new_run_id(job.model_name, name))
+    runs.write_json(run_dir / "config.json", job.config_json(info, parent))
+    tok_mod.save(job.tokenizer, run_dir / "tokenizer.json")
+    if not job.data.source.startswith("builtin:"):
+        (run_dir / "corpus.txt").write_text(job.text, encoding="utf-8")
+    runs.write_status(run_dir, "running", step=0, total_steps=job.train.steps)
+    if listener:
+        listener("start", {"run_id": run_dir.name, "run_dir": str(run_dir), **info})
+    try:
+        _seed(job.train.seed)
+        model = models.build_model(job.model_config)
+        compile_model(model, job.train, job.model_config.family)
+    except Exception as err:
+        runs.write_status(run_dir, "failed", message=f"{type(err).__name__}: {err}")
+        raise
+    return _run(run_dir, job, model, 0, listener)
+
+
+def resume(run_dir: Path, steps: int | None = None, listener: Listener | None = None) -> dict:
+    """Continue a stopped or interrupted run from its last checkpoint.
+
+    ``steps`` raises the run's total number of steps (to extend a finished run); every other
+    setting stays as it was.
+    """
+    from lmcore import device, models
+
+    status = runs.read_status(run_dir)
+    state = status.get("status")
+    if state == "running":
+        raise LMError(f"run {run_dir.name} is still training")
+    ckpt = runs.checkpoint(run_dir, "last")
+    if not ckpt.is_file():
+        raise LMError(f"run {run_dir.name} has no checkpoint to resume from")
+    job = _job_from_run(run_dir)
+    if steps is not None:
+        if steps < 1:
+            raise LMError(f"steps must be at least 1, not {steps}")
+        job.train.steps = steps
+    device.setup(runs.read_json(run_dir / "config.json")["device"])
+    model = models.load_model(ckpt)
+    start_step = int(model.optimizer.iterations.numpy())
+    if start_step >= job.train.steps:
+        raise LMError(
+            f"run {run_dir.name} has already trained {start_step} steps; "
+            f"pass --steps with more than {start_step} to continue"
+        )
+    if steps is not None:
+        config = runs.read_json(run_dir / "config.json")
+        config["train"]["steps"] = steps
+        runs.write_json(run_dir / "config.json", config)
+    # Records written after the checkpoint belong to training that is about to be redone.
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        kept = [r for r in runs.read_jsonl(run_dir / name) if r.get("step", 0) <= start_step]
+        runs.atomic_write(
+            run_dir / name,
+            lambda p, kept=kept: p.write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8"
+            ),
+        )
+    if listener:
+        listener("start", {"run_id": run_dir.name, "run_dir": str(run_dir), "resumed_from": start_step})
+    return _run(run_dir, job, model, start_step, listener)

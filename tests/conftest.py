@@ -1,0 +1,52 @@
+"""Shared fixtures: a small corpus file, isolated runs/data directories, and one tiny trained run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Tiny settings every training test shares: seconds, not minutes, on two cores.
+TINY = dict(steps=30, batch_size=8, log_every=10, eval_every=20, eval_batches=2, sample_length=20, seed=7)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path, monkeypatch):
+    """No test reads or writes the user's ./runs or ~/.cache."""
+    monkeypatch.setenv("LMLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("LMLAB_DATA_DIR", str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="session")
+def small_text() -> str:
+    from lmcore import corpus
+
+    return corpus.load("builtin:python-docs").text[:30_000]
+
+
+@pytest.fixture(scope="session")
+def small_file(tmp_path_factory, small_text) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "small.txt"
+    path.write_text(small_text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, small_file):
+    """One completed run of the tiny GPT, shared by the tests that only read it."""
+    from lmcore import train
+
+    root = tmp_path_factory.mktemp("shared-runs")
+    job = train.prepare(
+        "tiny", train.DataConfig(source=str(small_file)), train.make_train_config("tiny", **TINY)
+    )
+    result = train.start(job, root, name="shared")
+    assert result["status"] == "completed"
+    return Path(result["run_dir"])

@@ -1,0 +1,78 @@
+"""Generation: the sampling filters, seeds, greedy decoding, and input fallbacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmcore import LMError, generate
+from lmcore.generate import SamplingOptions
+
+LOGITS = np.log(np.array([0.5, 0.2, 0.15, 0.1, 0.05]))
+
+
+def test_temperature_zero_is_greedy():
+    probs = generate.filter_probs(LOGITS, SamplingOptions(temperature=0))
+    assert probs.tolist() == [1, 0, 0, 0, 0]
+
+
+def test_temperature_one_is_the_softmax():
+    np.testing.assert_allclose(generate.filter_probs(LOGITS, SamplingOptions()), [0.5, 0.2, 0.15, 0.1, 0.05])
+
+
+def test_top_k_and_top_p():
+    top2 = generate.filter_probs(LOGITS, SamplingOptions(top_k=2))
+    np.testing.assert_allclose(top2, [0.5 / 0.7, 0.2 / 0.7, 0, 0, 0])
+    nucleus = generate.filter_probs(LOGITS, SamplingOptions(top_p=0.8))  # 0.5+0.2 < 0.8 <= 0.85
+    np.testing.assert_allclose(nucleus, np.array([0.5, 0.2, 0.15, 0, 0]) / 0.85)
+
+
+def test_high_temperature_flattens():
+    hot = generate.filter_probs(LOGITS, SamplingOptions(temperature=100))
+    assert hot.max() - hot.min() < 0.02
+
+
+@pytest.mark.parametrize(
+    "opts, match",
+    [
+        (SamplingOptions(temperature=-1), "temperature"),
+        (SamplingOptions(top_p=0), "top-p"),
+        (SamplingOptions(top_p=1.5), "top-p"),
+        (SamplingOptions(top_k=-2), "top-k"),
+    ],
+)
+def test_invalid_options_are_refused(opts, match):
+    with pytest.raises(LMError, match=match):
+        opts.check()
+
+
+def test_same_seed_same_text_and_greedy_is_deterministic(tiny_run):
+    fn, tok, _ = generate.load_run(tiny_run)
+    a = generate.generate(fn, tok, "The ", 30, SamplingOptions(0.9, seed=5))
+    b = generate.generate(fn, tok, "The ", 30, SamplingOptions(0.9, seed=5))
+    c = generate.generate(fn, tok, "The ", 30, SamplingOptions(0.9, seed=6))
+    assert a.text == b.text and len(a.steps) == 30
+    assert c.text != a.text
+    g1 = generate.generate(fn, tok, "The ", 20, SamplingOptions(0))
+    g2 = generate.generate(fn, tok, "The ", 20, SamplingOptions(0, seed=99))
+    assert g1.text == g2.text
+
+
+def test_logits_fn_matches_a_full_forward_pass(tiny_run):
+    from lmcore import models, runs
+
+    fn, tok, config = generate.load_run(tiny_run)
+    model = models.load_model(runs.checkpoint(tiny_run), compile=False)
+    ids = tok.encode("def f(x):\n    return")
+    full = model(ids[None, :]).numpy()[0, -1]
+    np.testing.assert_allclose(fn(list(ids)), full, atol=1e-4)
+
+
+def test_prompt_fallbacks(tiny_run):
+    fn, tok, _ = generate.load_run(tiny_run)
+    empty = generate.generate(fn, tok, "", 5, SamplingOptions(0))
+    assert len(empty.steps) == 5 and "empty prompt" in empty.notes[0]
+    odd = generate.generate(fn, tok, "你好🙂", 5, SamplingOptions(0))
+    assert "not in the vocabulary" in odd.notes[0]
+    with pytest.raises(LMError, match="length"):
+        generate.generate(fn, tok, "x", 0)

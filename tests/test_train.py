@@ -1,0 +1,137 @@
+"""Training: real (tiny) Keras runs that learn, stop, resume, fail cleanly; the LR schedules."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY
+from lmcore import LMError, models, runs, train
+
+
+def prepare(small_file, **overrides):
+    return train.prepare(
+        "tiny",
+        train.DataConfig(source=str(small_file)),
+        train.make_train_config("tiny", **{**TINY, **overrides}),
+    )
+
+
+def test_a_short_run_learns_and_records_everything(tiny_run):
+    metrics = runs.read_jsonl(tiny_run / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [10, 20, 30]
+    vocab = runs.read_json(tiny_run / "config.json")["model"]["vocab_size"]
+    first, last = metrics[0], metrics[-1]
+    assert last["val_loss"] < first["loss"] < math.log(vocab) + 0.5
+    assert last["val_loss"] < math.log(vocab) - 0.5  # far better than guessing uniformly
+    for m in metrics:
+        assert math.isclose(m["bits"], m["loss"] / math.log(2))
+        assert math.isclose(m["ppl"], math.exp(m["loss"]), rel_tol=1e-6)
+        assert 0 <= m["acc"] <= 1 and m["lr"] > 0 and m["tokens_per_s"] > 0
+    status = runs.read_status(tiny_run)
+    assert status["status"] == "completed" and status["step"] == 30
+    assert status["best_val_loss"] == min(m["val_loss"] for m in metrics if "val_loss" in m)
+    assert len(runs.read_jsonl(tiny_run / "samples.jsonl")) == 2  # at steps 20 and 30
+    assert runs.checkpoint(tiny_run, "last").is_file() and runs.checkpoint(tiny_run, "best").is_file()
+    assert any((tiny_run / "tb").iterdir())  # TensorBoard events
+    assert (tiny_run / "corpus.txt").is_file()  # a file source is kept with the run
+
+
+def test_the_checkpoint_reproduces_the_recorded_validation_loss(tiny_run):
+    """An independent check: reload the checkpoint and score the same windows by hand."""
+    from lmcore import data, tokenizers
+
+    config = runs.read_json(tiny_run / "config.json")
+    tok = tokenizers.load(tiny_run / "tokenizer.json")
+    _, val = data.split(tok.encode((tiny_run / "corpus.txt").read_text(encoding="utf-8")))
+    T, B, nb = config["model"]["block_size"], config["train"]["batch_size"], config["train"]["eval_batches"]
+    x, y = data.windows(val, T, data.val_starts(len(val), T, nb * B))
+    model = models.load_model(runs.checkpoint(tiny_run), compile=False)
+    logits = model(x).numpy().astype(np.float64)
+    logz = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    nll = logz - np.take_along_axis(logits, y[..., None], -1)[..., 0]
+    recorded = runs.read_status(tiny_run)["val_loss"]
+    assert math.isclose(nll.mean(), recorded, rel_tol=1e-4)
+
+
+def test_stop_request_is_honoured_within_one_step_then_resume_continues(small_file, tmp_path):
+    job = prepare(small_file)
+
+    def stop_after_first_log(event, record):
+        if event == "log" and record["step"] == 10:
+            runs.request_stop(run_dir[0])
+
+    run_dir = []
+    listener = lambda e, r: run_dir.append(Path(r["run_dir"])) if e == "start" else stop_after_first_log(e, r)  # noqa: E731
+    result = train.start(job, tmp_path, listener=listener)
+    assert result["status"] == "stopped"
+    assert result["steps"] == 11  # the step already begun finishes, no more
+    run = run_dir[0]
+    assert not runs.stop_requested(run)
+    ckpt_model = models.load_model(runs.checkpoint(run))
+    assert int(ckpt_model.optimizer.iterations.numpy()) == 11
+
+    resumed = train.resume(run)
+    assert resumed["status"] == "completed" and resumed["steps"] == 30
+    steps = [m["step"] for m in runs.read_jsonl(run / "metrics.jsonl")]
+    assert steps == [10, 11, 21, 30]  # one continuous curve
+    times = [m["time"] for m in runs.read_jsonl(run / "metrics.jsonl")]
+    assert times == sorted(times)
+
+    with pytest.raises(LMError, match="already trained 30 steps"):
+        train.resume(run)
+    longer = train.resume(run, steps=40)
+    assert longer["status"] == "completed" and longer["steps"] == 40
+    assert runs.read_json(run / "config.json")["train"]["steps"] == 40
+
+
+def test_a_diverging_run_fails_with_the_reason(small_file, tmp_path):
+    job = prepare(small_file, optimizer="sgd", lr=1e12, clipnorm=0.0, schedule="constant")
+    result = train.start(job, tmp_path)
+    assert result["status"] == "failed"
+    assert "loss became" in result["message"] and "learning rate" in result["message"]
+    run = Path(result["run_dir"])
+    assert runs.read_status(run)["status"] == "failed"
+    assert not runs.checkpoint(run).exists()  # nothing non-finite was saved as a checkpoint
+
+
+def test_bad_settings_fail_before_a_run_exists(small_file, tmp_path):
+    for overrides in (dict(steps=0), dict(lr=-1.0), dict(optimizer="adagrad"), dict(schedule="step")):
+        with pytest.raises(LMError):
+            train.make_train_config("tiny", **{**TINY, **overrides})
+    with pytest.raises(LMError, match="too short"):
+        train.prepare(
+            "nano",
+            train.DataConfig(source=str(small_file)),
+            train.make_train_config("nano"),
+            block_size=10_000,
+        )
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("schedule", ["constant", "exponential", "cosine"])
+def test_the_schedule_preview_matches_keras(schedule):
+    c = replace(
+        train.make_train_config("nano"),
+        schedule=schedule,
+        steps=1000,
+        warmup_steps=100,
+        decay_steps=300,
+        lr=0.01,
+    )
+    steps, preview = train.lr_curve(c)
+    keras_lr = train.lr_schedule(c)
+    expected = [keras_lr(int(s)).numpy() if callable(keras_lr) else keras_lr for s in steps]
+    np.testing.assert_allclose(preview, expected, rtol=1e-5, atol=1e-9)
+
+
+def test_the_tutorials_exponential_decay():
+    c = replace(train.make_train_config("seed-lstm"), schedule="exponential", lr=0.01)
+    schedule = train.lr_schedule(c)
+    assert (c.decay_steps, c.decay_rate, c.staircase) == (100_000, 0.96, True)
+    assert math.isclose(float(schedule(99_999)), 0.01, rel_tol=1e-6)
+    assert math.isclose(float(schedule(100_000)), 0.0096, rel_tol=1e-6)
