@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seed", type=int)
     t.add_argument("--name", help="a label for the run id")
+    t.add_argument("--run-id", help="the new run's exact id (the dashboard chooses it in advance)")
     t.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run")
     _common(t)
 
@@ -181,6 +182,10 @@ def cmd_train(args) -> int:
     from lmcore import train as train_mod
 
     root = runs.runs_dir(args.runs_dir)
+    if args.run_id:
+        runs.check_run_id(args.run_id)
+        if (root / args.run_id).exists():
+            raise LMError(f"a run named {args.run_id!r} already exists in {root}")
     if args.resume:
         device.import_tensorflow()
         run_dir = runs.resolve(args.resume, root)
@@ -231,7 +236,7 @@ def cmd_train(args) -> int:
         per_step = job.train.batch_size * job.model_config.block_size
         job.train.steps = max(1, math.ceil(args.epochs * len(job.train_ids) / per_step))
     device.import_tensorflow()
-    result = train_mod.start(job, root, args.name, listener=Progress(job.train.steps))
+    result = train_mod.start(job, root, args.name, listener=Progress(job.train.steps), run_id=args.run_id)
     return _report(result, args.json)
 
 

@@ -157,7 +157,10 @@ def write_status(run_dir: Path, status: str, **fields) -> dict:
     return data
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a finished, unreaped zombie counts as ended)."""
+    if pid <= 0:  # 0 and negatives name process groups, not a process
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -177,7 +180,7 @@ def read_status(run_dir: Path) -> dict:
     if data is None:
         return {"status": "interrupted", "message": "no status file", "step": 0}
     if data.get("status") == "running" and data.get("host") == socket.gethostname():
-        if not _alive(int(data.get("pid") or 0)):
+        if not process_alive(int(data.get("pid") or 0)):
             data["status"] = "interrupted"
             data["message"] = "the training process ended without finishing; resume it"
     return data

@@ -70,6 +70,11 @@ class CharTokenizer:
 _WORD_PIECES = re.compile(r"\s+|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|\w+|[^\w\s]")
 
 
+def word_pieces(text: str) -> list[str]:
+    """Split text into the word tokenizer's pieces (concatenating them gives the text back)."""
+    return _WORD_PIECES.findall(text)
+
+
 class WordTokenizer:
     """Words, whitespace runs and symbols; the ``max_vocab`` most frequent keep an id.
 
@@ -87,7 +92,7 @@ class WordTokenizer:
 
     @classmethod
     def train(cls, text: str, vocab_size: int = 10_000, **_) -> WordTokenizer:
-        counts = Counter(_WORD_PIECES.findall(text))
+        counts = Counter(word_pieces(text))
         common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(1, vocab_size - 1)]
         return cls([cls.UNK, *[w for w, _ in common]])
 
@@ -96,7 +101,7 @@ class WordTokenizer:
         return len(self.vocab)
 
     def split(self, text: str) -> list[str]:
-        return _WORD_PIECES.findall(text)
+        return word_pieces(text)
 
     def encode(self, text: str) -> np.ndarray:
         index = self.index

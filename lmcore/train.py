@@ -505,13 +505,14 @@ def start(
     name: str | None = None,
     listener: Listener | None = None,
     parent: str | None = None,
+    run_id: str | None = None,
 ) -> dict:
     """Create the run folder for a prepared job and train it."""
     from lmcore import device, models
 
     info = device.describe()
     device.setup(info)
-    run_dir = runs.create(runs_root, runs.new_run_id(job.model_name, name))
+    run_dir = runs.create(runs_root, run_id or runs.new_run_id(job.model_name, name))
     runs.write_json(run_dir / "config.json", job.config_json(info, parent))
     tok_mod.save(job.tokenizer, run_dir / "tokenizer.json")
     if not job.data.source.startswith("builtin:"):

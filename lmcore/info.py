@@ -1,0 +1,174 @@
+"""Information theory and gradient descent, computed exactly with NumPy (never TensorFlow).
+
+Every function takes ``base``: 2 gives bits, ``math.e`` gives nats. Conventions for zero
+probabilities: 0 * log 0 = 0, and p * log(p / 0) = infinity for p > 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+TOLERANCE = 1e-6
+
+
+def _distribution(p, name: str = "p") -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    if p.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError(f"{name} must contain finite, non-negative probabilities")
+    if abs(p.sum() - 1.0) > TOLERANCE:
+        raise ValueError(f"{name} must sum to 1, not {p.sum():.6g}")
+    return p
+
+
+def _log(x, base: float) -> np.ndarray:
+    if base <= 0 or base == 1:
+        raise ValueError(f"log base must be positive and not 1, not {base}")
+    with np.errstate(divide="ignore"):
+        return np.log(x) / math.log(base)
+
+
+def _plogq(p: np.ndarray, q: np.ndarray, base: float) -> float:
+    """sum p * log q with 0 * log q = 0 (even for q = 0)."""
+    mask = p > 0
+    return float(np.sum(p[mask] * _log(q[mask], base)))
+
+
+def entropy(p, base: float = 2) -> float:
+    """H(p) = -sum_i p_i log p_i. A fair coin has 1 bit; uniform over V symbols, log2 V bits."""
+    p = _distribution(p)
+    return -_plogq(p, p, base) + 0.0
+
+
+def cross_entropy(p, q, base: float = 2) -> float:
+    """H(p, q) = -sum_i p_i log q_i: the cost of coding p with a code built for q (inf if q_i = 0 < p_i)."""
+    p, q = _distribution(p), _distribution(q, "q")
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape, not {p.shape} and {q.shape}")
+    return -_plogq(p, q, base) + 0.0
+
+
+def kl_divergence(p, q, base: float = 2) -> float:
+    """D(p || q) = sum_i p_i log(p_i / q_i) = H(p, q) - H(p) >= 0; 0 exactly when p = q."""
+    h_pq = cross_entropy(p, q, base)
+    return math.inf if math.isinf(h_pq) else max(h_pq - entropy(p, base), 0.0)
+
+
+def _joint(joint) -> np.ndarray:
+    joint = _distribution(joint, "joint")
+    if joint.ndim != 2:
+        raise ValueError(f"a joint distribution is a 2-D table, not {joint.ndim}-D")
+    return joint
+
+
+def joint_entropy(joint, base: float = 2) -> float:
+    """H(X, Y) = -sum_xy p(x, y) log p(x, y), for a table joint[x, y]."""
+    return entropy(_joint(joint).ravel(), base)
+
+
+def conditional_entropy(joint, base: float = 2) -> float:
+    """H(Y | X) = H(X, Y) - H(X): what is left to learn about Y (columns) once X (rows) is known."""
+    joint = _joint(joint)
+    return max(joint_entropy(joint, base) - entropy(joint.sum(axis=1), base), 0.0)
+
+
+def mutual_information(joint, base: float = 2) -> float:
+    """I(X; Y) = H(X) + H(Y) - H(X, Y): 0 when independent, H(X) when Y determines X."""
+    joint = _joint(joint)
+    mi = entropy(joint.sum(axis=1), base) + entropy(joint.sum(axis=0), base) - joint_entropy(joint, base)
+    return max(mi, 0.0)
+
+
+def perplexity(cross_entropy_value: float, base: float = 2) -> float:
+    """PPL = base ** H: the number of equally likely choices that would be as uncertain."""
+    if not math.isfinite(cross_entropy_value) and cross_entropy_value != math.inf:
+        raise ValueError(f"cross-entropy must be a number, not {cross_entropy_value}")
+    if cross_entropy_value < 0:
+        raise ValueError(f"cross-entropy cannot be negative, not {cross_entropy_value}")
+    return float(base**cross_entropy_value) if cross_entropy_value != math.inf else math.inf
+
+
+def bayes(p_b_given_a: float, p_a: float, p_b: float) -> float:
+    """P(A | B) = P(B | A) P(A) / P(B)."""
+    for name, value in (("P(B|A)", p_b_given_a), ("P(A)", p_a), ("P(B)", p_b)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a probability in [0, 1], not {value}")
+    if p_b == 0:
+        raise ValueError("P(B) must be positive to condition on B")
+    posterior = p_b_given_a * p_a / p_b
+    if posterior > 1 + TOLERANCE:
+        raise ValueError(
+            f"inconsistent inputs: P(B|A) P(A) = {p_b_given_a * p_a:.4g} exceeds P(B) = {p_b:.4g}"
+        )
+    return min(posterior, 1.0)
+
+
+def sequence_log_prob(probs: Sequence[float], base: float = 2) -> float:
+    """log P(w_1..w_n) = sum_i log P(w_i | w_1..w_{i-1}) (the chain rule: a product of probabilities).
+
+    ``probs`` are the conditional probabilities of each token given the ones before it.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0:
+        raise ValueError("probs must be a non-empty sequence of conditional probabilities")
+    if np.any(p < 0) or np.any(p > 1) or not np.all(np.isfinite(p)):
+        raise ValueError("each conditional probability must lie in [0, 1]")
+    return float(np.sum(_log(p, base)))
+
+
+def ngram_conditional_entropy(tokens: Sequence, order: int, base: float = 2) -> float:
+    """Plug-in estimate of H(X_t | X_{t-order}..X_{t-1}) from counts (order 0 = unigram entropy).
+
+    H = -sum_{c, x} n(c, x)/N log(n(c, x) / n(c)) over all contexts c of ``order`` tokens.
+    Estimates fall as the order grows, and fall below the truth once contexts are rarely
+    seen twice: read high orders on small corpora with that in mind.
+    """
+    if order < 0:
+        raise ValueError(f"order must be 0 or more, not {order}")
+    tokens = list(tokens)
+    if len(tokens) <= order:
+        raise ValueError(f"need more than {order} tokens for an order-{order} estimate")
+    if order == 0:
+        counts = np.array(list(Counter(tokens).values()), dtype=np.float64)
+        return entropy(counts / counts.sum(), base)
+    if all(isinstance(t, str) and len(t) == 1 for t in tokens):
+        seq = "".join(tokens)  # characters: string slices count much faster than tuples
+    else:
+        seq = tuple(tokens)
+    pairs = Counter(seq[i - order : i + 1] for i in range(order, len(seq)))
+    contexts = Counter(seq[i - order : i] for i in range(order, len(seq)))
+    n = len(seq) - order
+    joint = np.array(list(pairs.values()), dtype=np.float64)
+    ctx = np.array([contexts[key[:-1]] for key in pairs], dtype=np.float64)
+    return float(-np.sum(joint / n * _log(joint / ctx, base))) + 0.0
+
+
+def gradient_descent(grad: Callable[[np.ndarray], np.ndarray], theta0, lr: float, steps: int) -> np.ndarray:
+    """θ_{k+1} = θ_k − α ∇J(θ_k); returns every θ on the path, shape (steps + 1, dim).
+
+    The tutorial's worked example: J(θ) = (θ1 − 1)² + θ2², α = 0.1, θ0 = (0.5, 0.5) gives
+    θ1 = (0.6, 0.4) after one step (the tutorial prints 0.3 for θ1's first coordinate).
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be 0 or more, not {steps}")
+    if not math.isfinite(lr):
+        raise ValueError(f"learning rate must be a finite number, not {lr}")
+    theta = np.asarray(theta0, dtype=np.float64).copy()
+    path = [theta.copy()]
+    for _ in range(steps):
+        g = np.asarray(grad(theta), dtype=np.float64)
+        if g.shape != theta.shape:
+            raise ValueError(f"the gradient has shape {g.shape}, θ has {theta.shape}")
+        theta = theta - lr * g
+        path.append(theta.copy())
+    return np.array(path)
+
+
+def unigram_entropy(tokens: Sequence, base: float = 2) -> float:
+    """Entropy of the token frequencies (order-0 estimate), in bits by default."""
+    return ngram_conditional_entropy(tokens, 0, base)

@@ -1,0 +1,318 @@
+"""App-side helpers shared by the pages: caching, the sidebar, the corpus choice, curve charts.
+
+Per-user choices live in ``st.session_state``; shared read-only things (corpora, tokenizers,
+loaded models) in ``st.cache_data``/``st.cache_resource``, keyed by everything that
+determines them, so nothing one user does changes what another sees. Nothing here imports
+TensorFlow; :func:`generator` reaches it through ``lmcore.generate`` only when called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from lmcore import LMError, corpus, device, runs
+from lmcore import tokenizers as tok_mod
+
+SOURCES = {"Built-in corpus": "builtin", "Upload a file": "upload", "Web address": "url"}
+
+
+def runs_root() -> Path:
+    return runs.runs_dir()
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    gpus = device.gpu_names_without_tf()
+    return f"GPU ({gpus[0]})" if gpus else "CPU"
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.caption(f"**Device:** {device_label()}")
+        st.caption(f"**Runs:** `{runs_root().resolve()}`")
+        active = [r for r in runs.list_runs(runs_root()) if r["status"] == "running"]
+        if active:
+            st.caption("**Training now:**")
+            for r in active:
+                st.caption(f"• {r['run_id']} — step {r['step']}/{r['steps']}")
+        else:
+            st.caption("No training in progress.")
+
+
+# ---------------------------------------------------------------------------- corpora
+
+
+@st.cache_data(show_spinner="Loading the corpus…", max_entries=16)
+def load_source(source: str, options: dict, text_column: str | None = None) -> corpus.Corpus:
+    return corpus.load(source, text_column=text_column, options=corpus.CleanOptions(**options))
+
+
+@st.cache_data(show_spinner="Decoding the upload…", max_entries=8)
+def load_upload(data: bytes, name: str, options: dict, text_column: str | None = None) -> corpus.Corpus:
+    return corpus.load_bytes(data, name, text_column=text_column, options=corpus.CleanOptions(**options))
+
+
+@st.cache_resource(show_spinner="Training the tokenizer…", max_entries=24)
+def tokenizer_for(kind: str, text_sha: str, _text: str):
+    """A tokenizer trained on a corpus, shared by all sessions (keyed by the text's hash)."""
+    return tok_mod.train(kind, _text)
+
+
+def upload_path(data: bytes, name: str) -> Path:
+    """Save an upload where a training child process can read it; same bytes, same file."""
+    folder = runs_root() / ".uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".txt", ".md", ".csv") else ".txt"
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+    if not path.exists():
+        runs.atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return path
+
+
+def corpus_picker(key: str = "data") -> tuple[corpus.Corpus | None, corpus.Corpus | None, str | None]:
+    """Widgets to choose and clean a corpus; returns (cleaned, uncleaned, source for training).
+
+    The choice is remembered in ``st.session_state`` for the Train page.
+    """
+    kind = SOURCES[st.radio("Source", list(SOURCES), horizontal=True, key=f"{key}-kind")]
+    cols = st.columns(3)
+    options = {
+        "strip_html": cols[0].checkbox("Strip HTML tags", key=f"{key}-html"),
+        "lowercase": cols[1].checkbox("Lowercase", key=f"{key}-lower"),
+        "remove_special": cols[2].checkbox("Remove special characters", key=f"{key}-special"),
+    }
+    text_column = None
+    try:
+        if kind == "builtin":
+            source = st.selectbox("Corpus", corpus.BUILTIN_SOURCES, key=f"{key}-builtin")
+            load = lambda opts: load_source(source, opts)
+        elif kind == "upload":
+            upload = st.file_uploader(
+                "Text file (.txt, .md, .csv)", type=["txt", "md", "csv"], key=f"{key}-up"
+            )
+            if upload is None:
+                return None, None, None
+            data = upload.getvalue()
+            if upload.name.lower().endswith(".csv"):
+                text_column = st.text_input("Text column", value="text", key=f"{key}-col") or None
+            load = lambda opts: load_upload(data, upload.name, opts, text_column)
+            source = None  # saved for training only once it has decoded
+        else:
+            source = st.text_input("http(s) address of a text file", key=f"{key}-url").strip()
+            if not source:
+                return None, None, None
+            if not source.startswith(("http://", "https://")):
+                st.error("The address must start with http:// or https://")
+                return None, None, None
+            load = lambda opts: load_source(source, opts)
+        cleaned = load(options)
+        raw = load({}) if any(options.values()) else cleaned
+        if source is None:
+            source = str(upload_path(data, upload.name))
+    except LMError as err:
+        st.error(str(err))
+        return None, None, None
+    for note in cleaned.notes:
+        st.info(note)
+    st.session_state["corpus_source"] = source
+    st.session_state["corpus_clean"] = {k: v for k, v in options.items() if v}
+    st.session_state["corpus_text_column"] = text_column
+    return cleaned, raw, source
+
+
+# ---------------------------------------------------------------------------- runs and charts
+
+
+def run_choices(predicate=lambda r: True) -> list[dict]:
+    return [r for r in runs.list_runs(runs_root()) if predicate(r)]
+
+
+def run_label(r: dict) -> str:
+    best = f", best val {r['best_val_loss']:.3f}" if r.get("best_val_loss") is not None else ""
+    return f"{r['run_id']} ({r['status']}, {r['model']}{best})"
+
+
+def metrics_frame(run_dir: Path) -> pd.DataFrame:
+    return pd.DataFrame(runs.read_jsonl(run_dir / "metrics.jsonl"))
+
+
+def ema(values: pd.Series, alpha: float) -> pd.Series:
+    """Exponential moving average; alpha 0 leaves the curve as it is."""
+    return values if alpha <= 0 else values.ewm(alpha=1 - alpha, adjust=True, ignore_na=True).mean()
+
+
+CURVES = {
+    "Loss (nats)": ("loss", "val_loss"),
+    "Bits per token": ("bits", "val_bits"),
+    "Perplexity": ("ppl", "val_ppl"),
+    "Accuracy": ("acc", "val_acc"),
+    "Learning rate": ("lr", None),
+    "Tokens/s": ("tokens_per_s", None),
+}
+
+
+def curve_figure(
+    frames: dict[str, pd.DataFrame], metric: str, smooth: float = 0.0, log_y: bool = False, x: str = "step"
+) -> go.Figure:
+    """One chart of ``metric`` (a CURVES key) for one or more runs: train lines, validation markers."""
+    train_key, val_key = CURVES[metric]
+    fig = go.Figure()
+    for name, df in frames.items():
+        if df.empty or x not in df:
+            continue
+        if train_key in df:
+            fig.add_scatter(x=df[x], y=ema(df[train_key], smooth), mode="lines", name=f"{name} train")
+        if val_key and val_key in df:
+            val = df.dropna(subset=[val_key])
+            fig.add_scatter(x=val[x], y=val[val_key], mode="lines+markers", name=f"{name} validation")
+    fig.update_layout(
+        title=metric,
+        xaxis_title="step" if x == "step" else "wall time (s)",
+        height=320,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def config_rows(run_dir: Path) -> dict:
+    """A run's config flattened to ``section.key`` columns, for tables and diffs."""
+    config = runs.read_json(run_dir / "config.json", {}) or {}
+    flat = {"model_name": config.get("model_name")}
+    for section in ("model", "train", "data"):
+        for k, v in (config.get(section) or {}).items():
+            flat[f"{section}.{k}"] = v if not isinstance(v, dict) else str(v)
+    return flat
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def generator(run_dir: str, which: str, mtime: float):
+    """(LogitsFn, tokenizer, config) for a checkpoint; ``mtime`` makes a newer checkpoint reload."""
+    from lmcore import generate
+
+    return generate.load_run(Path(run_dir), which)
+
+
+def fmt_seconds(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def entropy_bits(text: str) -> float:
+    from lmcore import info
+
+    return info.unigram_entropy(text) if text else 0.0
+
+
+# ---------------------------------------------------------------------------- following a run
+
+TERMINAL = ("completed", "stopped", "failed", "interrupted")
+
+
+def curve_controls(key: str) -> dict:
+    cols = st.columns(3)
+    return {
+        "smooth": cols[0].slider("EMA smoothing", 0.0, 0.99, 0.0, 0.01, key=f"{key}-ema"),
+        "log_y": cols[1].toggle("Log scale", key=f"{key}-log"),
+        "x": {"Step": "step", "Wall time": "time"}[
+            cols[2].radio("x axis", ["Step", "Wall time"], horizontal=True, key=f"{key}-x")
+        ],
+    }
+
+
+def run_view(run_id: str, controls: dict) -> str:
+    """Progress, live curves, the latest sample and a Stop button for one run; returns its status."""
+    from lmcore import jobs
+
+    root = runs_root()
+    state = jobs.state(root, run_id)
+    status = state["status"]
+    run_dir = root / run_id
+    config = runs.read_json(run_dir / "config.json", {}) or {}
+    total = state.get("total_steps") or (config.get("train") or {}).get("steps") or 1
+    df = metrics_frame(run_dir) if run_dir.is_dir() else pd.DataFrame()
+    step = int(state.get("step") or 0)
+
+    head = st.columns([3, 1])
+    if status == "starting":
+        head[0].info("Starting: loading the corpus and TensorFlow…")
+    elif status == "failed":
+        head[0].error(f"Failed: {state.get('message')}")
+    else:
+        eta = ""
+        if status == "running" and len(df) >= 2:
+            rate = (df["step"].iloc[-1] - df["step"].iloc[0]) / max(
+                df["time"].iloc[-1] - df["time"].iloc[0], 1e-9
+            )
+            eta = f" · ETA {fmt_seconds((total - step) / rate)}" if rate > 0 else ""
+        val = f" · val loss {state['val_loss']:.4f}" if state.get("val_loss") is not None else ""
+        head[0].progress(min(step / total, 1.0), text=f"**{status}** · step {step}/{total}{val}{eta}")
+    if status in ("running", "starting") and head[1].button("Stop", key=f"stop-{run_id}", type="primary"):
+        if run_dir.is_dir():
+            runs.request_stop(run_dir)
+            st.toast("Stop requested: the run saves a checkpoint and ends after this step.")
+    if status == "interrupted":
+        head[1].caption("Resume it on the Runs page.")
+
+    if not df.empty:
+        cols = st.columns(2)
+        for n, metric in enumerate(CURVES):
+            fig = curve_figure({run_id: df}, metric, controls["smooth"], controls["log_y"], controls["x"])
+            cols[n % 2].plotly_chart(fig, key=f"{run_id}-{metric}")
+        samples = runs.read_jsonl(run_dir / "samples.jsonl")
+        if samples:
+            st.markdown(f"**Sample at step {samples[-1]['step']}**")
+            st.text(samples[-1]["prompt"] + samples[-1]["text"])
+    elif status == "failed":
+        st.code(jobs.log_tail(root, run_id), language=None)
+    return status
+
+
+def follow(run_id: str, controls: dict) -> None:
+    """Show a run; while it trains, refresh about once a second (only this part of the page)."""
+    status = jobs_state(run_id)
+    if status in TERMINAL:
+        run_view(run_id, controls)
+        return
+
+    @st.fragment(run_every=1.0)
+    def live():
+        if run_view(run_id, controls) in TERMINAL:
+            st.rerun()  # finished: redraw the whole page once, without the timer
+
+    live()
+
+
+def jobs_state(run_id: str) -> str:
+    from lmcore import jobs
+
+    return jobs.state(runs_root(), run_id)["status"]
+
+
+def px_line(x, y, title: str) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines"))
+    fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step")
+    return fig
+
+
+def show_token(token: str) -> str:
+    """A token as a chart label: a space as '␣', other invisible characters escaped."""
+    return (
+        "␣" * len(token)
+        if token.strip(" ") == "" and token
+        else (repr(token)[1:-1] if not token.isprintable() else token)
+    )
+
+
+def corpus_label(source: str | None) -> str:
+    """A short name for a corpus source: built-ins and URLs as they are, files by their name."""
+    if not source or source.startswith(("builtin:", "http://", "https://")):
+        return source or "?"
+    return Path(source).name

@@ -1,0 +1,112 @@
+"""Data: choose text, clean it, and see it as statistics, tokens and training windows."""
+
+import html
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from lmcore import data, tokenizers
+from pages import common
+
+st.title("Data")
+st.caption(
+    "A language model learns only from its text. Choose some, clean it, and see what the model will see."
+)
+
+cleaned, raw, source = common.corpus_picker()
+if cleaned is None:
+    st.info("Choose a corpus to begin.")
+    st.stop()
+text = cleaned.text
+
+with st.expander("Before and after cleaning", expanded=raw is not cleaned):
+    cols = st.columns(2)
+    cols[0].text_area("Before", raw.text[:1500], height=220, disabled=True)
+    cols[1].text_area("After", text[:1500], height=220, disabled=True)
+
+st.subheader("Statistics")
+cols = st.columns(4)
+cols[0].metric("Characters", f"{len(text):,}")
+cols[1].metric("Lines", f"{text.count(chr(10)) + 1:,}")
+cols[2].metric("Distinct characters", f"{len(set(text)):,}")
+cols[3].metric("Unigram entropy", f"{common.entropy_bits(text[:2_000_000]):.3f} bits/char")
+
+unit = st.radio("Count", ["characters", "words"], horizontal=True)
+tokens = list(text) if unit == "characters" else [t for t in tokenizers.word_pieces(text) if not t.isspace()]
+top = Counter(tokens).most_common(40)
+freq = pd.DataFrame(top, columns=["token", "count"])
+freq["token"] = freq["token"].map(common.show_token)
+st.plotly_chart(px.bar(freq, x="token", y="count", title=f"The 40 most frequent {unit}"))
+
+st.subheader("Tokens")
+kinds = {kind: common.tokenizer_for(kind, cleaned.sha256, text) for kind in tokenizers.KINDS}
+length = st.slider("Characters shown", 40, 600, 200, step=20)
+snippet = text[:length]
+palette = ["#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa"]
+cols = st.columns(3)
+for col, (kind, tok) in zip(cols, kinds.items(), strict=True):
+    ids = tok.encode(snippet)
+    spans = "".join(
+        f'<span title="id {i}" style="background:{palette[n % len(palette)]};border-radius:3px;'
+        f'padding:0 1px;margin:1px;white-space:pre-wrap">{html.escape(tok.token(i))}'
+        f'<sub style="color:#555">{i}</sub></span>'
+        for n, i in enumerate(ids)
+    )
+    col.markdown(f"**{kind}** — vocabulary {tok.vocab_size:,}, {len(ids)} tokens")
+    col.html(f'<div style="font-family:monospace;line-height:2">{spans}</div>')
+
+sizes = []
+for kind, tok in kinds.items():
+    train_ids, val_ids = data.split(tok.encode(text))
+    sizes.append(
+        {
+            "tokenizer": kind,
+            "vocabulary": tok.vocab_size,
+            "train tokens": len(train_ids),
+            "validation tokens": len(val_ids),
+        }
+    )
+st.dataframe(pd.DataFrame(sizes), hide_index=True)
+
+st.subheader("Training windows")
+st.caption(
+    "Each window gives an input and a target shifted by one token: the model is scored at every position."
+)
+cols = st.columns(3)
+kind = cols[0].selectbox("Tokenizer", tokenizers.KINDS)
+block = cols[1].slider("Block size", 4, 64, 16)
+seed = cols[2].number_input("Seed", value=0, step=1)
+tok = kinds[kind]
+train_ids, _ = data.split(tok.encode(text))
+if len(train_ids) <= block + 1:
+    st.warning("This text is too short for windows of this size.")
+    st.stop()
+rng = np.random.default_rng(int(seed))
+starts = rng.integers(0, len(train_ids) - block - 1, 5)
+x, y = data.windows(train_ids, block, starts)
+st.dataframe(
+    pd.DataFrame(
+        {
+            "input": [tok.decode(r) for r in x],
+            "target": [tok.decode(r) for r in y],
+            "input ids": [r.tolist() for r in x],
+        }
+    ),
+    hide_index=True,
+)
+
+with st.expander("Augmentation preview (training windows only; off by default)"):
+    cols = st.columns(3)
+    aug = data.Augment(
+        delete=cols[0].slider("Random deletion", 0.0, 0.5, 0.1),
+        substitute=cols[1].slider("Random substitution", 0.0, 0.5, 0.1),
+        swap=cols[2].slider("Random swap", 0.0, 0.5, 0.1),
+    )
+    span = block + 1 + aug.slack(block)
+    window = train_ids[starts[0] : starts[0] + span][None, :]
+    if window.shape[1] == span:
+        out = data.augment(window, block + 1, tok.vocab_size, aug, np.random.default_rng(int(seed)))
+        st.text(f"original:  {tok.decode(window[0, : block + 1])!r}\naugmented: {tok.decode(out[0])!r}")

@@ -1,0 +1,36 @@
+"""Home: what LM Lab is, the path through it, and the state of this machine."""
+
+import streamlit as st
+
+from pages import common
+
+st.title("LM Lab")
+st.markdown(
+    "See how a language model learns. Pick or upload text, look at how it is cleaned and cut into "
+    "tokens, explore the mathematics on your own data, train a small model while its curves move, "
+    "then generate text with it and compare runs."
+)
+
+st.subheader("The path")
+steps = [
+    ("pages/data.py", "1. Data", "choose text, clean it, see it as tokens and training windows"),
+    ("pages/math.py", "2. Math", "entropy, cross-entropy, Bayes, the chain rule, gradient descent"),
+    ("pages/train.py", "3. Train", "the tutorial's LSTM, a GRU or a small GPT, with live curves"),
+    ("pages/generate.py", "4. Generate", "sample text and see how likely each next token was"),
+    ("pages/runs.py", "5. Compare", "overlay runs, diff their settings, download their metrics"),
+]
+for path, label, what in steps:
+    cols = st.columns([1, 4])
+    cols[0].page_link(path, label=label)
+    cols[1].write(what)
+
+st.subheader("This machine")
+all_runs = common.run_choices()
+counts = {s: sum(r["status"] == s for r in all_runs) for s in ("running", "completed", "stopped", "failed")}
+cols = st.columns(5)
+cols[0].metric("Device", common.device_label())
+cols[1].metric("Training now", counts["running"])
+cols[2].metric("Completed runs", counts["completed"])
+cols[3].metric("Stopped", counts["stopped"])
+cols[4].metric("Failed", counts["failed"])
+st.caption(f"Runs are stored in `{common.runs_root().resolve()}`.")

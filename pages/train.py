@@ -1,0 +1,114 @@
+"""Train: choose a model and its settings, start a run in the background, and watch it learn."""
+
+from dataclasses import replace
+
+import streamlit as st
+
+from lmcore import corpus, jobs, tokenizers
+from lmcore import train as train_mod
+from lmcore.config import MODEL_NAMES, PRESETS
+from pages import common
+
+st.title("Train")
+root = common.runs_root()
+
+with st.expander("New run", expanded="follow_run" not in st.session_state):
+    choices = list(corpus.BUILTIN_SOURCES)
+    chosen = st.session_state.get("corpus_source")
+    if chosen and chosen not in choices:
+        choices.insert(0, chosen)
+    source = st.selectbox(
+        "Corpus (choose others on the Data page)",
+        choices,
+        index=choices.index(chosen) if chosen in choices else 0,
+    )
+    cols = st.columns(3)
+    model = cols[0].selectbox(
+        "Model",
+        MODEL_NAMES,
+        index=MODEL_NAMES.index("nano"),
+        help="seed-lstm is the tutorial's network: Embedding 64, two LSTM 128 layers, Dense",
+    )
+    kind = cols[1].selectbox("Tokenizer", tokenizers.KINDS)
+    name = cols[2].text_input("Run name (optional)", max_chars=40)
+    recipe = train_mod.make_train_config(model)
+    preset = PRESETS[model][0](**PRESETS[model][1])
+    cols = st.columns(4)
+    by_epochs = (
+        cols[0].radio(
+            "Length in", ["steps", "epochs"], index=1 if model == "seed-lstm" else 0, key=f"unit-{model}"
+        )
+        == "epochs"
+    )
+    length = (
+        cols[1].number_input("Epochs", 0.1, 100.0, 10.0 if model == "seed-lstm" else 1.0, key=f"ep-{model}")
+        if by_epochs
+        else cols[1].number_input("Steps", 10, 100_000, 1000, step=100, key=f"st-{model}")
+    )
+    batch = cols[2].number_input("Batch size", 1, 1024, recipe.batch_size, key=f"b-{model}")
+    block = cols[3].number_input("Block size", 4, 1024, preset.block_size, key=f"t-{model}")
+    cols = st.columns(4)
+    lr = cols[0].number_input("Learning rate", 1e-6, 1.0, recipe.lr, format="%.5f", key=f"lr-{model}")
+    schedule = cols[1].selectbox(
+        "Schedule", train_mod.SCHEDULES, index=train_mod.SCHEDULES.index(recipe.schedule), key=f"sch-{model}"
+    )
+    optimizer = cols[2].selectbox(
+        "Optimizer",
+        train_mod.OPTIMIZERS,
+        index=train_mod.OPTIMIZERS.index(recipe.optimizer),
+        key=f"opt-{model}",
+    )
+    seed = cols[3].number_input("Seed", 0, 2**31 - 1, recipe.seed, key=f"seed-{model}")
+    warmup = recipe.warmup_steps
+    if schedule == "cosine":
+        warmup = st.number_input("Warm-up steps", 0, 10_000, recipe.warmup_steps, key=f"wu-{model}")
+
+    chars = len(common.load_source(source, {}).text) if source.startswith("builtin:") else None
+    steps = int(length) if not by_epochs else max(1, int(length * 0.9 * (chars or 1e6) / (batch * block)))
+    preview = replace(recipe, steps=steps, lr=lr, schedule=schedule, warmup_steps=warmup)
+    x, y = train_mod.lr_curve(preview)
+    st.plotly_chart(
+        common.px_line(x, y, "Learning-rate schedule" + (" (steps estimated)" if by_epochs else "")),
+        key="lr-preview",
+    )
+
+    if st.button("Start training", type="primary"):
+        args = [
+            "--corpus",
+            source,
+            "--model",
+            model,
+            "--tokenizer",
+            kind,
+            "--batch-size",
+            str(batch),
+            "--block-size",
+            str(block),
+            "--lr",
+            str(lr),
+            "--schedule",
+            schedule,
+            "--optimizer",
+            optimizer,
+            "--warmup-steps",
+            str(warmup),
+            "--seed",
+            str(seed),
+            *(["--epochs", str(length)] if by_epochs else ["--steps", str(int(length))]),
+        ]
+        args += [f"--{k.replace('_', '-')}" for k in st.session_state.get("corpus_clean", {})]
+        if st.session_state.get("corpus_text_column") and source == chosen:
+            args += ["--text-column", st.session_state["corpus_text_column"]]
+        st.session_state["follow_run"] = jobs.launch(root, args, name or None, model)
+        st.rerun()
+
+st.subheader("Follow a run")
+active = [r["run_id"] for r in common.run_choices(lambda r: r["status"] == "running")]
+mine = st.session_state.get("follow_run")
+options = list(dict.fromkeys([*([mine] if mine else []), *active]))
+if not options:
+    st.info("No run in progress. Start one above; it keeps training if you leave this page or close the tab.")
+    st.stop()
+run_id = st.selectbox("Run", options)
+st.session_state["follow_run"] = run_id
+common.follow(run_id, common.curve_controls("train"))

@@ -1,0 +1,112 @@
+"""Every page under Streamlit's AppTest: renders without an exception, and has its key widgets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+
+APP = str(ROOT / "app.py")
+
+
+def open_page(page: str | None = None, timeout: float = 60) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.run()
+    if page:
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_home():
+    at = open_page()
+    assert at.title[0].value == "LM Lab"
+    assert any(m.label == "Device" for m in at.metric)
+
+
+def test_data_page_shows_statistics_and_three_tokenizers():
+    at = open_page("data")
+    assert at.radio[0].options == ["Built-in corpus", "Upload a file", "Web address"]
+    labels = [m.label for m in at.metric]
+    assert labels[:4] == ["Characters", "Lines", "Distinct characters", "Unigram entropy"]
+    text = " ".join(md.value for md in at.markdown)
+    for kind in ("char", "word", "bpe"):
+        assert f"**{kind}** — vocabulary" in text
+
+
+def test_data_page_refuses_a_bad_address():
+    at = open_page("data")
+    at.radio[0].set_value("Web address").run()
+    at.text_input[0].set_value("ftp://example.org/x.txt").run()
+    assert "must start with http" in at.error[0].value
+
+
+def test_math_page_computes_the_worked_example():
+    at = open_page("math")
+    assert at.metric[0].value == "2.0000 bits"  # four equally likely symbols
+    assert any("0.6, 0.4" in md.value for md in at.markdown)
+
+
+def test_train_page_has_the_run_form():
+    at = open_page("train")
+    assert [b.label for b in at.button] == ["Start training"]
+    labels = [s.label for s in at.selectbox]
+    assert {"Model", "Tokenizer", "Schedule", "Optimizer"} <= set(labels)
+    model = next(s for s in at.selectbox if s.label == "Model")
+    model.set_value("seed-lstm").run()
+    assert next(r for r in at.radio if r.label == "Length in").value == "epochs"  # the tutorial's 10 epochs
+    assert next(n for n in at.number_input if n.label == "Epochs").value == 10.0
+    assert next(n for n in at.number_input if n.label == "Batch size").value == 32
+
+
+def test_generate_and_runs_pages_without_runs():
+    assert "No run has a checkpoint" in open_page("generate").info[0].value
+    assert "No runs yet" in open_page("runs").info[0].value
+
+
+def test_generate_and_runs_pages_with_a_run(tiny_run, monkeypatch):
+    monkeypatch.setenv("LMLAB_RUNS_DIR", str(tiny_run.parent))
+    at = open_page("generate", timeout=120)
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("tokens/s" in c.value for c in at.caption)
+    at = open_page("runs")
+    assert at.dataframe[0].value["run"].tolist() == [tiny_run.name]
+
+
+def test_home_data_and_math_never_import_tensorflow():
+    script = f"""
+import json, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({APP!r}, default_timeout=60)
+at.run()
+for page in ("data", "math"):
+    at.switch_page(f"pages/{{page}}.py")
+    at.run()
+    assert not at.exception, at.exception
+print(json.dumps({{"tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"tensorflow": False, "keras": False}
+
+
+@pytest.mark.parametrize("page", ["home", "data", "math", "train", "generate", "runs"])
+def test_pages_import_no_tensorflow_directly(page):
+    source = (ROOT / "pages" / f"{page}.py").read_text(encoding="utf-8")
+    for bad in ("import tensorflow", "import keras", "from tensorflow", "from keras"):
+        assert bad not in source
