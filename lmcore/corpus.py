@@ -4,6 +4,8 @@ A source is named by one string everywhere (command line, API, dashboard):
 
 - ``builtin:python-docs``: the help texts that ship inside CPython (``pydoc_data.topics``);
   the offline default.
+- ``builtin:markov``: 400,000 symbols from a seeded random Markov chain whose exact entropy
+  rate is known (:func:`markov_chain`), so a trained model can be compared with the floor.
 - ``builtin:tiny-shakespeare``: downloaded once, verified by SHA-256, cached in the data
   directory (``LMLAB_DATA_DIR``, default ``~/.cache/lmlab``). ``LMLAB_TINY_SHAKESPEARE_URL``
   overrides the address (tests serve the file from 127.0.0.1).
@@ -37,10 +39,16 @@ from dataclasses import asdict, dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
+
 from lmcore import LMError
 
 DEFAULT_SOURCE = "builtin:python-docs"
-BUILTIN_SOURCES = ("builtin:python-docs", "builtin:tiny-shakespeare")
+BUILTIN_SOURCES = ("builtin:python-docs", "builtin:tiny-shakespeare", "builtin:markov")
+
+MARKOV_ALPHABET = "abcdefgh ."  # the synthetic corpus's symbols
+MARKOV_SEED = 2026
+MARKOV_LENGTH = 400_000
 
 TINY_SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -263,6 +271,31 @@ def data_dir() -> Path:
     return Path(os.environ.get("LMLAB_DATA_DIR") or Path.home() / ".cache" / "lmlab")
 
 
+def markov_chain(seed: int = MARKOV_SEED) -> tuple[str, np.ndarray]:
+    """The seeded first-order chain behind ``builtin:markov``: (alphabet, transition matrix).
+
+    Each row is drawn from a sparse Dirichlet, so some symbols follow others predictably and
+    the entropy rate (see :func:`lmcore.info.markov_entropy_rate`) sits well below log2 10.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(MARKOV_ALPHABET)
+    return MARKOV_ALPHABET, rng.dirichlet(np.full(n, 0.35), size=n)  # (n, n), rows sum to 1
+
+
+def markov_text(length: int = MARKOV_LENGTH, seed: int = MARKOV_SEED) -> str:
+    """``length`` symbols sampled from :func:`markov_chain`, starting from its first symbol."""
+    alphabet, P = markov_chain(seed)
+    rng = np.random.default_rng(seed + 1)
+    cumulative = np.cumsum(P, axis=1)  # (n, n)
+    draws = rng.random(length)
+    out = np.empty(length, dtype=np.int64)
+    state = 0
+    for t in range(length):  # a sequential chain: each draw depends on the last symbol
+        state = min(int(np.searchsorted(cumulative[state], draws[t], side="right")), len(alphabet) - 1)
+        out[t] = state
+    return "".join(np.array(list(alphabet))[out])
+
+
 def _python_docs() -> str:
     from pydoc_data.topics import topics
 
@@ -371,6 +404,8 @@ def load(
     """Load and clean the corpus named by ``source`` (see the module docstring)."""
     if source == "builtin:python-docs":
         return _checked(Corpus(clean(normalize(_python_docs()), options), source), source)
+    if source == "builtin:markov":
+        return _checked(Corpus(clean(markov_text(), options), source), source)
     if source == "builtin:tiny-shakespeare":
         return _checked(Corpus(clean(normalize(tiny_shakespeare(progress)), options), source), source)
     if source.startswith("builtin:"):

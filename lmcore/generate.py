@@ -76,7 +76,7 @@ class LogitsFn:
     def __init__(self, model, block_size: int):
         import tensorflow as tf
 
-        self.block_size = block_size
+        self.model, self.block_size = model, block_size
         spec = tf.TensorSpec((None, block_size), tf.int32)
         self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
@@ -86,6 +86,23 @@ class LogitsFn:
         x = np.zeros((1, self.block_size), dtype=np.int32)
         x[0, : len(ctx)] = ctx
         return self._fn(x).numpy()[0, len(ctx) - 1]
+
+
+def token_probs(logits_fn: LogitsFn, ids: list[int]) -> np.ndarray:
+    """P(ids[i] | ids[:i]) for i = 1..n-1 under the model (the chain rule's factors).
+
+    The first block comes from one forward pass; each later token is scored with the last
+    ``block_size`` tokens before it, as generation would see them.
+    """
+    ids = [int(i) for i in ids]
+    T = logits_fn.block_size
+    head = ids[: T + 1]
+    x = np.zeros((1, T), dtype=np.int32)
+    x[0, : len(head) - 1] = head[:-1]
+    logits = [*logits_fn._fn(x).numpy()[0, : len(head) - 1]]  # (n-1, V) for the first block
+    logits += [logits_fn(ids[:i]) for i in range(T + 1, len(ids))]
+    probs = [softmax(row)[nxt] for row, nxt in zip(logits, ids[1:], strict=True)]
+    return np.array(probs)
 
 
 @dataclass

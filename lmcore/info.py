@@ -169,6 +169,76 @@ def gradient_descent(grad: Callable[[np.ndarray], np.ndarray], theta0, lr: float
     return np.array(path)
 
 
+class BigramModel:
+    """P(next | previous) from counts, with add-k smoothing so unseen pairs keep some probability.
+
+    P(b | a) = (n(a, b) + k) / (n(a) + k V), and P(a) = n(a) / N for the marginal.
+    """
+
+    def __init__(self, tokens: Sequence, k: float = 1.0):
+        tokens = list(tokens)
+        if len(tokens) < 2:
+            raise ValueError("need at least two tokens to count pairs")
+        self.k = k
+        self.unigrams = Counter(tokens)
+        self.pairs = Counter(zip(tokens, tokens[1:], strict=False))
+        self.following = Counter(tokens[:-1])  # n(a) as the previous token of a pair
+        self.preceding = Counter(tokens[1:])  # n(b) as the next token of a pair
+        self.total = len(tokens)
+        self.vocab = sorted(self.unigrams, key=lambda t: (-self.unigrams[t], t))
+
+    def prob(self, token) -> float:
+        """P(token), its unigram frequency."""
+        return self.unigrams[token] / self.total
+
+    def cond(self, nxt, prev) -> float:
+        """P(next | previous), smoothed by k (k = 0: the plain ratio of counts)."""
+        V = len(self.unigrams)
+        denominator = self.following[prev] + self.k * V
+        return (self.pairs[(prev, nxt)] + self.k) / denominator if denominator else 0.0
+
+    def pair_marginals(self, prev, nxt) -> tuple[float, float]:
+        """(P(previous = prev), P(next = nxt)) over the corpus's pairs: Bayes' P(A) and P(B)."""
+        return self.following[prev] / (self.total - 1), self.preceding[nxt] / (self.total - 1)
+
+    def cond_prev(self, prev, nxt) -> float:
+        """P(previous = prev | next = nxt), counted directly (to check Bayes' inversion)."""
+        return self.pairs[(prev, nxt)] / self.preceding[nxt] if self.preceding[nxt] else 0.0
+
+    def next_distribution(self, prev, top: int = 15) -> list[tuple[object, float]]:
+        """The ``top`` likeliest next tokens after ``prev`` with their probabilities."""
+        scored = [(t, self.cond(t, prev)) for t in self.vocab]
+        return sorted(scored, key=lambda kv: -kv[1])[:top]
+
+    def sequence_probs(self, tokens: Sequence) -> np.ndarray:
+        """P(t_i | t_{i-1}) for i = 1..n-1: the chain rule's factors under this model."""
+        tokens = list(tokens)
+        return np.array([self.cond(b, a) for a, b in zip(tokens, tokens[1:], strict=False)])
+
+
+def stationary_distribution(transitions) -> np.ndarray:
+    """π with π P = π for a row-stochastic matrix P (the left eigenvector for eigenvalue 1)."""
+    P = np.asarray(transitions, dtype=np.float64)
+    if P.ndim != 2 or P.shape[0] != P.shape[1]:
+        raise ValueError(f"a transition matrix is square, not {P.shape}")
+    for row in P:
+        _distribution(row, "each row of the transition matrix")
+    values, vectors = np.linalg.eig(P.T)
+    pi = np.real(vectors[:, np.argmin(np.abs(values - 1))])
+    return pi / pi.sum()
+
+
+def markov_entropy_rate(transitions, base: float = 2) -> float:
+    """H = sum_i π_i H(P[i, :]): the true bits per symbol of a stationary first-order Markov chain.
+
+    No model of text drawn from the chain can do better on average: it is the floor a trained
+    model's validation loss approaches.
+    """
+    P = np.asarray(transitions, dtype=np.float64)
+    pi = stationary_distribution(P)
+    return float(sum(w * entropy(row, base) for w, row in zip(pi, P, strict=True)))
+
+
 def unigram_entropy(tokens: Sequence, base: float = 2) -> float:
     """Entropy of the token frequencies (order-0 estimate), in bits by default."""
     return ngram_conditional_entropy(tokens, 0, base)

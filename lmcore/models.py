@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from lmcore.config import (  # noqa: F401  (re-exported: models.make_config etc.)
@@ -185,3 +186,11 @@ def build_model(config: RNNConfig | GPTConfig) -> keras.Model:
 def load_model(path, compile: bool = True) -> keras.Model:
     """Load a checkpoint this project wrote, with Keras' safe mode on."""
     return keras.models.load_model(path, safe_mode=True, compile=compile)
+
+
+def embedding_matrix(model: keras.Model) -> np.ndarray:
+    """The token embedding matrix (V, C) of any model this module builds."""
+    for layer in model.layers:
+        if isinstance(layer, layers.Embedding):
+            return keras.ops.convert_to_numpy(layer.embeddings)
+    raise ValueError(f"model {model.name} has no embedding layer")

@@ -1,66 +1,114 @@
-"""Math: entropy, the predictability of the corpus, and gradient descent, computed exactly."""
+"""Math: the tutorial's section 4, computed exactly on the user's corpus and trained runs.
+
+With no run chosen, nothing here loads TensorFlow; choosing a run loads its model for the
+chain-rule and embedding sections.
+"""
+
+import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from lmcore import corpus, info
+from lmcore import corpus, embeddings, info, runs
 from pages import common
+from pages import math_support as ms
 
 st.title("Math")
+key = ms.corpus_key()
+source = key[0]
+finished = common.run_choices(lambda r: runs.checkpoint(Path(r["path"])).is_file())
+labels = ["none"] + [common.run_label(r) for r in finished]
+choice = st.selectbox("Compare with a trained run (loads its model)", labels)
+run = finished[labels.index(choice) - 1] if choice != "none" else None
+st.caption(f"Corpus: `{common.corpus_label(source)}` (choose another on the Data page)")
 
 st.header("1. Entropy")
 st.markdown(r"$H(p) = -\sum_i p_i \log_2 p_i$ bits: how uncertain the next symbol is. A fair coin has 1 bit.")
 cols = st.columns(2)
 table = cols[0].data_editor(
-    pd.DataFrame({"symbol": ["a", "b", "c", "d"], "p": [0.25, 0.25, 0.25, 0.25]}),
-    num_rows="dynamic",
-    key="dist",
+    pd.DataFrame({"symbol": ["a", "b", "c", "d"], "p": [0.25] * 4}), num_rows="dynamic", key="dist"
 )
 try:
     p = table["p"].astype(float).to_numpy()
-    cols[0].metric(
-        "Entropy", f"{info.entropy(p):.4f} bits", help=f"uniform over {len(p)} symbols: log2 {len(p)}"
-    )
-    cols[0].caption(f"Maximum for {len(p)} symbols: log2 {len(p)} = {np.log2(len(p)):.4f} bits")
+    cols[0].metric("Entropy", f"{info.entropy(p):.4f} bits")
+    cols[0].caption(f"Uniform over {len(p)} symbols would give log2 {len(p)} = {np.log2(len(p)):.4f} bits.")
 except (ValueError, TypeError) as err:
     cols[0].error(str(err))
 q = np.linspace(0, 1, 201)
-coin = [info.entropy([x, 1 - x]) for x in q]
-fig = go.Figure(go.Scatter(x=q, y=coin, mode="lines"))
-fig.update_layout(title="A biased coin: H(p) in bits", xaxis_title="P(heads)", yaxis_title="bits", height=300)
-cols[1].plotly_chart(fig)
+fig = px.line(x=q, y=[info.entropy([x, 1 - x]) for x in q], labels={"x": "P(heads)", "y": "bits"})
+cols[1].plotly_chart(fig.update_layout(title="A biased coin: H(p)", height=300))
 
-st.header("2. How predictable is the corpus?")
-st.markdown(
-    "The plug-in estimate of $H(X_t \\mid X_{t-n..t-1})$ from character counts: the more context, the less "
-    "uncertainty. A trained model's validation bits per character can be read against it."
+st.header("2. Mutual information")
+st.markdown(r"$I(X;Y) = H(X) + H(Y) - H(X,Y)$: how much knowing $X$ tells about $Y$. Edit the joint table.")
+preset = st.radio("Start from", ["independent", "perfectly correlated"], horizontal=True)
+start = np.outer([0.5, 0.5], [0.3, 0.7]) if preset == "independent" else np.diag([0.4, 0.6])
+joint = st.data_editor(
+    pd.DataFrame(start, index=["x=0", "x=1"], columns=["y=0", "y=1"]), key=f"joint-{preset}"
 )
-source = st.session_state.get("corpus_source") or corpus.DEFAULT_SOURCE
-st.caption(f"Corpus: `{source}` (choose another on the Data page)")
-
-
-@st.cache_data(show_spinner="Counting n-grams…")
-def ngram_curve(source: str, clean: tuple) -> list[float]:
-    text = common.load_source(source, dict(clean)).text[:1_000_000]
-    return [info.ngram_conditional_entropy(text, order) for order in range(7)]
-
-
 try:
-    curve = ngram_curve(source, tuple(sorted(st.session_state.get("corpus_clean", {}).items())))
-    fig = go.Figure(go.Scatter(x=list(range(7)), y=curve, mode="lines+markers"))
-    fig.update_layout(
-        title="Conditional entropy by context length",
-        xaxis_title="context (characters)",
-        yaxis_title="bits per character",
-        height=320,
-    )
-    st.plotly_chart(fig)
-except Exception as err:  # a corpus that no longer loads (e.g. offline URL)
-    st.error(f"Could not load the corpus: {err}")
+    j = joint.to_numpy(dtype=float)
+    cols = st.columns(4)
+    cols[0].metric("H(X)", f"{info.entropy(j.sum(axis=1)):.4f}")
+    cols[1].metric("H(Y)", f"{info.entropy(j.sum(axis=0)):.4f}")
+    cols[2].metric("H(Y | X)", f"{info.conditional_entropy(j):.4f}")
+    cols[3].metric("I(X; Y)", f"{info.mutual_information(j):.4f} bits")
+except (ValueError, TypeError) as err:
+    st.error(str(err))
 
-st.header("3. Gradient descent")
+st.header("3. Conditional probability and Bayes' theorem")
+unit = st.radio("Tokens", ["characters", "words"], horizontal=True, key="bayes-unit")
+counts = ms.bigram_model(key, unit, 0.0)
+cols = st.columns(2)
+prev = cols[0].selectbox("Previous token a", counts.vocab[:200], format_func=common.show_token)
+top = counts.next_distribution(prev)
+fig = px.bar(x=[common.show_token(t) for t, _ in top], y=[p for _, p in top], labels={"x": "next", "y": "P"})
+cols[0].plotly_chart(fig.update_layout(title=f"P(next | {common.show_token(prev)})", height=300))
+nxt = cols[1].selectbox("Next token b", [t for t, _ in top], format_func=common.show_token)
+p_a, p_b = counts.pair_marginals(prev, nxt)
+posterior = info.bayes(counts.cond(nxt, prev), p_a, p_b)
+cols[1].markdown(
+    f"P(b | a) = {counts.cond(nxt, prev):.4f}, P(a) = {p_a:.4f}, P(b) = {p_b:.4f}  \n"
+    f"Bayes: P(a | b) = P(b | a) P(a) / P(b) = **{posterior:.4f}**  \n"
+    f"Counted directly: P(a | b) = {counts.cond_prev(prev, nxt):.4f}"
+)
+
+st.header("4. The probability of a sentence")
+st.markdown(
+    r"The chain rule: $P(S) = \prod_i P(w_i \mid w_1 \ldots w_{i-1})$, a **product**. "
+    r"The tutorial writes a sum; summing probabilities is wrong (it can exceed 1). "
+    r"Logarithms turn the product into a sum: $\log_2 P(S) = \sum_i \log_2 P(w_i \mid \ldots)$, "
+    r"and $-\log_2 P(S) / n$ is the cross-entropy in bits per token."
+)
+sentence = st.text_input("Sentence", "The object is returned by the function.")
+scored = {
+    "bigram model of the corpus (characters, add-one smoothing)": ms.bigram_model(
+        key, "characters", 1.0
+    ).sequence_probs(sentence)
+}
+if run is not None:
+    scored[f"run {run['run_id']}"] = ms.run_token_probs(run["path"], sentence)
+for name, probs in scored.items():
+    if len(probs) == 0:
+        st.warning(f"{name}: the sentence needs at least two known tokens")
+        continue
+    bits = -np.log2(np.maximum(probs, 1e-300))
+    total, per = float(bits.sum()), float(bits.mean())
+    st.markdown(
+        f"**{name}**: {total:.2f} bits in all = {total * math.log(2):.2f} nats (1 bit = ln 2 nats); "
+        f"{per:.3f} bits per token; perplexity 2^{per:.3f} = {2**per:.2f}"
+    )
+    st.plotly_chart(
+        px.bar(
+            x=list(range(1, len(bits) + 1)), y=bits, labels={"x": "token position", "y": "surprisal (bits)"}
+        ).update_layout(height=250),
+        key=f"surprisal-{name}",
+    )
+
+st.header("5. Gradient descent")
 st.markdown(
     r"$J(\theta) = (\theta_1 - 1)^2 + \theta_2^2$, $\nabla J = (2(\theta_1 - 1),\ 2\theta_2)$, "
     r"$\theta \leftarrow \theta - \alpha \nabla J$. From $\theta = (0.5, 0.5)$ with $\alpha = 0.1$, "
@@ -87,4 +135,57 @@ cols[0].plotly_chart(fig)
 cols[1].dataframe(
     pd.DataFrame({"θ1": path[:, 0], "θ2": path[:, 1], "J(θ)": (path[:, 0] - 1) ** 2 + path[:, 1] ** 2}),
     height=400,
+)
+
+st.header("6. How predictable is the corpus?")
+st.markdown(
+    r"The plug-in estimate of $H(X_t \mid X_{t-n} \ldots X_{t-1})$ from character counts: more context, less "
+    "uncertainty (high orders underestimate on small corpora: most long contexts are seen once)."
+)
+curve = ms.ngram_curve(key)
+fig = go.Figure(go.Scatter(x=list(range(7)), y=curve, mode="lines+markers", name="n-gram estimate"))
+if source == "builtin:markov":
+    floor = info.markov_entropy_rate(corpus.markov_chain()[1])
+    fig.add_hline(y=floor, line_dash="dot", annotation_text=f"true entropy rate {floor:.4f}")
+if run is not None and run.get("best_val_loss") is not None:
+    bpc = ms.run_bits_per_char(run["path"])
+    fig.add_hline(
+        y=bpc, line_color="crimson", annotation_text=f"{run['run_id']}: {bpc:.3f} bits/char (validation)"
+    )
+st.plotly_chart(
+    fig.update_layout(xaxis_title="context (characters)", yaxis_title="bits per character", height=340)
+)
+
+st.header("7. Embeddings")
+if run is None:
+    st.info("Choose a trained run at the top of the page to see its embeddings.")
+    st.stop()
+vectors, names = ms.run_embeddings(run["path"])
+points, explained = embeddings.pca_2d(vectors)
+fig = px.scatter(x=points[:, 0], y=points[:, 1], text=[common.show_token(n) for n in names])
+st.plotly_chart(
+    fig.update_traces(textposition="top center").update_layout(
+        title=f"Token embeddings, PCA ({explained[0]:.0%} + {explained[1]:.0%} of the variance)", height=450
+    )
+)
+cols = st.columns(2)
+query = cols[0].selectbox(
+    "Nearest neighbours of", range(len(names)), format_func=lambda i: common.show_token(names[i])
+)
+cols[0].dataframe(
+    pd.DataFrame(ms.neighbours(vectors, names, query), columns=["token", "cosine"]), hide_index=True
+)
+a, b, c = (
+    cols[1].selectbox(
+        f"{lbl}",
+        range(len(names)),
+        index=min(i, len(names) - 1),
+        format_func=lambda i: common.show_token(names[i]),
+        key=f"an-{lbl}",
+    )
+    for i, lbl in ((0, "a"), (1, "minus b"), (2, "plus c"))
+)
+cols[1].caption("The tutorial's idea: vector(a) − vector(b) + vector(c) lands near a related token.")
+cols[1].dataframe(
+    pd.DataFrame(ms.analogy(vectors, names, a, b, c), columns=["token", "cosine"]), hide_index=True
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -52,6 +53,26 @@ def test_math_page_computes_the_worked_example():
     at = open_page("math")
     assert at.metric[0].value == "2.0000 bits"  # four equally likely symbols
     assert any("0.6, 0.4" in md.value for md in at.markdown)
+    assert any("The tutorial writes a sum" in md.value for md in at.markdown)
+    mi = {m.label: m.value for m in at.metric}
+    assert mi["I(X; Y)"] == "0.0000 bits"  # the independent preset
+    next(r for r in at.radio if r.label == "Start from").set_value("perfectly correlated").run()
+    mi = {m.label: m.value for m in at.metric}
+    assert mi["I(X; Y)"] == f"{mi['H(X)']} bits"  # perfectly correlated: I(X;Y) = H(X)
+    bayes = next(md.value for md in at.markdown if "Counted directly" in md.value)
+    posterior, direct = (float(v) for v in re.findall(r"= \**([0-9.]+)\**\s*(?:\n|$)", bayes)[-2:])
+    assert posterior == direct  # Bayes' inversion agrees with counting
+    assert "Choose a trained run" in at.info[-1].value
+
+
+def test_math_page_with_a_run_shows_its_probabilities_and_embeddings(tiny_run, monkeypatch):
+    monkeypatch.setenv("LMLAB_RUNS_DIR", str(tiny_run.parent))
+    at = open_page("math", timeout=180)
+    choice = next(s for s in at.selectbox if s.label.startswith("Compare with a trained run"))
+    choice.set_value(choice.options[1]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(md.value.startswith(f"**run {tiny_run.name}**") for md in at.markdown)
+    assert any(s.label == "Nearest neighbours of" for s in at.selectbox)
 
 
 def test_train_page_has_the_run_form():

@@ -76,3 +76,13 @@ def test_prompt_fallbacks(tiny_run):
     assert "not in the vocabulary" in odd.notes[0]
     with pytest.raises(LMError, match="length"):
         generate.generate(fn, tok, "x", 0)
+
+
+def test_token_probs_follow_the_chain_rule_past_the_block(tiny_run):
+    fn, tok, config = generate.load_run(tiny_run)
+    ids = [int(i) for i in tok.encode("def function(argument):\n    return the value of the argument")]
+    assert len(ids) > config["model"]["block_size"] + 5
+    probs = generate.token_probs(fn, ids)
+    assert probs.shape == (len(ids) - 1,)
+    for i in (1, 10, len(ids) - 1):  # each factor is the model's next-token probability
+        assert np.isclose(probs[i - 1], generate.softmax(fn(ids[:i]))[ids[i]], atol=1e-5)

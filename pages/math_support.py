@@ -1,0 +1,100 @@
+"""Cached computations behind the Math page (corpus counts, a run's probabilities and embeddings).
+
+Corpus statistics are shared across sessions with ``st.cache_data``/``st.cache_resource`` keyed by
+the source and cleaning options; a run's model is loaded only when a run is chosen, through
+``lmcore.generate``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from lmcore import embeddings, info, runs, tokenizers
+from pages import common
+
+CorpusKey = tuple  # (source, sorted cleaning items, CSV text column): hashable, for the caches
+
+
+def corpus_key() -> CorpusKey:
+    """The corpus chosen on the Data page (or the default)."""
+    from lmcore import corpus
+
+    state = st.session_state
+    clean = tuple(sorted((state.get("corpus_clean") or {}).items()))
+    return (state.get("corpus_source") or corpus.DEFAULT_SOURCE, clean, state.get("corpus_text_column"))
+
+
+def _text(key: CorpusKey) -> str:
+    source, clean, column = key
+    return common.load_source(source, dict(clean), column).text
+
+
+def corpus_tokens(key: CorpusKey, unit: str) -> list[str]:
+    text = _text(key)[:1_000_000]
+    return (
+        list(text) if unit == "characters" else [t for t in tokenizers.word_pieces(text) if not t.isspace()]
+    )
+
+
+@st.cache_resource(show_spinner="Counting pairs…", max_entries=8)
+def bigram_model(key: CorpusKey, unit: str, k: float) -> info.BigramModel:
+    return info.BigramModel(corpus_tokens(key, unit), k=k)
+
+
+@st.cache_data(show_spinner="Counting n-grams…", max_entries=8)
+def ngram_curve(key: CorpusKey) -> list[float]:
+    text = _text(key)[:1_000_000]
+    return [info.ngram_conditional_entropy(text, order) for order in range(7)]
+
+
+def _loaded(run_path: str):
+    ckpt = runs.checkpoint(Path(run_path), "best")
+    ckpt = ckpt if ckpt.is_file() else runs.checkpoint(Path(run_path), "last")
+    return common.generator(run_path, ckpt.stem, ckpt.stat().st_mtime)
+
+
+def run_token_probs(run_path: str, sentence: str) -> np.ndarray:
+    """P(token_i | tokens before it) under the run's model (its best checkpoint)."""
+    from lmcore import generate
+
+    logits_fn, tok, _ = _loaded(run_path)
+    ids = [int(i) for i in tok.encode(sentence)]
+    return generate.token_probs(logits_fn, ids) if len(ids) >= 2 else np.array([])
+
+
+def run_bits_per_char(run_path: str) -> float:
+    """The run's best validation loss in bits per character (tokens/char converts other tokenizers)."""
+    run_dir = Path(run_path)
+    data = runs.read_json(run_dir / "config.json")["data"]
+    bits_per_token = runs.read_status(run_dir)["best_val_loss"] / math.log(2)
+    if data["tokenizer"] == "char":
+        return bits_per_token
+    saved = run_dir / "corpus.txt"
+    chars = (
+        len(saved.read_text(encoding="utf-8"))
+        if saved.is_file()
+        else len(_text((data["source"], tuple(sorted(data["clean"].items())), data["text_column"])))
+    )
+    return bits_per_token * (data["train_tokens"] + data["val_tokens"]) / chars
+
+
+def run_embeddings(run_path: str) -> tuple[np.ndarray, list[str]]:
+    """(embedding matrix (V, C), token names) of a run's model, at most the 300 first tokens."""
+    from lmcore import models
+
+    logits_fn, tok, _ = _loaded(run_path)
+    vectors = models.embedding_matrix(logits_fn.model)[:300]
+    return vectors, [tok.token(i) for i in range(len(vectors))]
+
+
+def neighbours(vectors, names, query: int, k: int = 8) -> list[tuple[str, float]]:
+    found = embeddings.cosine_neighbours(vectors, vectors[query], k, exclude=(query,))
+    return [(common.show_token(names[i]), round(s, 4)) for i, s in found]
+
+
+def analogy(vectors, names, a: int, b: int, c: int) -> list[tuple[str, float]]:
+    return [(common.show_token(names[i]), round(s, 4)) for i, s in embeddings.analogy(vectors, a, b, c)]
