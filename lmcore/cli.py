@@ -24,7 +24,7 @@ from lmcore.config import MODEL_NAMES
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not argparse's usage block
-        raise LMError(f"{message} (see: python -m lmcore {self.prog.split()[-1]} --help)")
+        raise LMError(f"{message} (see: {self.prog} --help)")
 
 
 def _positive_int(text: str) -> int:
@@ -34,6 +34,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {2**32 - 1}, not {value}")
     return value
 
 
@@ -102,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="XLA compilation (default: on for the GPT)",
     )
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=_seed)
     t.add_argument("--name", help="a label for the run id")
     t.add_argument("--run-id", help="the new run's exact id (the dashboard chooses it in advance)")
     t.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run")
@@ -115,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=_number, default=0.8, help="0 = greedy")
     g.add_argument("--top-k", type=int, default=0)
     g.add_argument("--top-p", type=_number, default=1.0)
-    g.add_argument("--seed", type=int)
+    g.add_argument("--seed", type=_seed)
     g.add_argument("--checkpoint", choices=("last", "best"), default="last")
     _common(g)
 
@@ -139,6 +149,7 @@ class Progress:
         self.total, self.stream = total, stream
         self.tty = stream.isatty()
         self.t0 = time.time()
+        self.first_step = None  # the step the rate is measured from (a resumed run starts late)
         self.val = None
 
     def __call__(self, event: str, record: dict) -> None:
@@ -155,13 +166,12 @@ class Progress:
 
     def _progress(self, r: dict) -> None:
         step = r["step"]
-        rate = step / max(time.time() - self.t0, 1e-9)
-        eta = (self.total - step) / rate if rate else 0
+        if self.first_step is None:
+            self.first_step, self.t0 = step, time.time()
+        rate = (step - self.first_step) / max(time.time() - self.t0, 1e-9)
+        eta = f"ETA {(self.total - step) / rate:.0f}s" if rate else "ETA ?"
         val = f" val {self.val:.3f}" if self.val is not None else ""
-        text = (
-            f"step {step}/{self.total} loss {r['loss']:.3f}{val} "
-            f"{r['tokens_per_s']:,.0f} tok/s ETA {eta:.0f}s"
-        )
+        text = f"step {step}/{self.total} loss {r['loss']:.3f}{val} {r['tokens_per_s']:,.0f} tok/s {eta}"
         if self.tty:
             done = int(30 * step / self.total)
             self.stream.write(f"\r[{'#' * done}{'.' * (30 - done)}] {text}  ")
@@ -187,6 +197,12 @@ def cmd_train(args) -> int:
         if (root / args.run_id).exists():
             raise LMError(f"a run named {args.run_id!r} already exists in {root}")
     if args.resume:
+        defaults = vars(build_parser().parse_args(["train"]))
+        keep = ("command", "resume", "steps", "runs_dir", "json")
+        changed = [k for k, v in vars(args).items() if k not in keep and v != defaults.get(k)]
+        if changed:
+            flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+            raise LMError(f"--resume continues a run with its own settings; drop {flags}")
         device.import_tensorflow()
         run_dir = runs.resolve(args.resume, root)
         total = args.steps or (runs.read_json(run_dir / "config.json") or {})["train"]["steps"]

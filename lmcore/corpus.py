@@ -28,11 +28,15 @@ import csv
 import hashlib
 import html
 import io
+import ipaddress
 import os
 import re
+import socket
+import sys
 import tempfile
 import unicodedata
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -64,12 +68,13 @@ _SIGNATURES = {
     b"\x89PNG\r\n\x1a\n": "a PNG image",
     b"PK\x03\x04": "a ZIP archive (or a .keras / .docx / .xlsx file)",
     b"\xff\xd8\xff": "a JPEG image",
-    b"GIF8": "a GIF image",
+    b"GIF87a": "a GIF image",
+    b"GIF89a": "a GIF image",
     b"%PDF": "a PDF document",
     b"\x1f\x8b": "a gzip archive",
     b"\x7fELF": "an executable",
     b"\x89HDF": "an HDF5 file",
-    b"BZh": "a bzip2 archive",
+    b"BZh91AY&SY": "a bzip2 archive",
     b"7z\xbc\xaf": "a 7-Zip archive",
 }
 _BOMS = (
@@ -305,10 +310,45 @@ def _python_docs() -> str:
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
 
 
-def _fetch(url: str, progress: Progress | None = None, limit: int = MAX_BYTES) -> bytes:
-    """GET ``url`` into memory, reporting progress; refuses bodies over ``limit``."""
+def check_public_url(url: str) -> None:
+    """Refuse addresses on this machine or its private network (unless LMLAB_ALLOW_PRIVATE_URLS=1).
+
+    A deployed dashboard fetches what its users type; without this, anyone could make the
+    server read its own loopback services or a cloud metadata endpoint.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LMError(f"not an http(s) address: {url}")
+    if os.environ.get("LMLAB_ALLOW_PRIVATE_URLS") == "1":
+        return
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as err:
+        raise LMError(f"could not download {url}: cannot resolve {parts.hostname} ({err})") from None
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not ip.is_global:
+            raise LMError(f"refusing {url}: {parts.hostname} is a local or private address")
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        check_public_url(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _fetch(
+    url: str, progress: Progress | None = None, limit: int = MAX_BYTES, trusted: bool = False
+) -> bytes:
+    """GET ``url`` into memory, reporting progress; refuses bodies over ``limit``.
+
+    Untrusted (user-given) addresses must be public, and so must every redirect they lead to.
+    """
+    opener = urllib.request.build_opener() if trusted else urllib.request.build_opener(_CheckedRedirects)
+    try:
+        if not trusted:
+            check_public_url(url)
+        with opener.open(url, timeout=30) as response:
             total = response.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
             if total is not None and total > limit:
@@ -338,7 +378,7 @@ def tiny_shakespeare(progress: Progress | None = None) -> str:
         path.unlink()  # a damaged cache is fetched again
     url = os.environ.get("LMLAB_TINY_SHAKESPEARE_URL") or TINY_SHAKESPEARE_URL
     try:
-        data = _fetch(url, progress)
+        data = _fetch(url, progress, trusted=True)  # the built-in address, or the admin's override
     except LMError as err:
         others = ", ".join(s for s in BUILTIN_SOURCES if s != "builtin:tiny-shakespeare")
         raise LMError(f"{err} (offline? use {others} or a local file instead)") from None
@@ -348,11 +388,14 @@ def tiny_shakespeare(progress: Progress | None = None) -> str:
             f"download from {url} failed verification: sha256 {digest[:12]}... "
             f"is not the expected {TINY_SHAKESPEARE_SHA256[:12]}..."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".download-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".download-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as err:  # an unwritable cache costs a download next time, nothing more
+        print(f"note: could not cache Tiny Shakespeare in {path.parent}: {err.strerror}", file=sys.stderr)
     return data.decode("utf-8")
 
 
@@ -371,6 +414,14 @@ def _csv_column(text: str, column: str | None, name: str) -> str:
     return "\n".join((row.get(column) or "").strip() for row in rows)
 
 
+def _read_csv_column(text: str, column: str | None, name: str) -> str:
+    csv.field_size_limit(MAX_BYTES)  # one review may be long; the default limit is 128 KiB
+    try:
+        return _csv_column(text, column, name)
+    except csv.Error as err:
+        raise LMError(f"{name} is not a readable CSV file: {err}") from None
+
+
 def load_bytes(
     data: bytes,
     name: str = "upload",
@@ -381,11 +432,15 @@ def load_bytes(
 ) -> Corpus:
     """Decode, normalize and clean raw bytes (an upload, a file, a download)."""
     text, encoding, notes = decode_bytes(data, name)
-    text = normalize(text)
     if name.lower().endswith(".csv"):
-        text = _csv_column(text, text_column, name)
-    text = clean(text, options)
+        text = _read_csv_column(normalize(text), text_column, name)
+    text = prepare_text(text, options)
     return _checked(Corpus(text, source or f"upload:{name}", encoding, notes), name)
+
+
+def prepare_text(text: str, options: CleanOptions) -> str:
+    """Clean, then normalize: cleaning (HTML entities) can bring back CR or non-NFC text."""
+    return normalize(clean(normalize(text), options))
 
 
 def _checked(corpus: Corpus, name: str) -> Corpus:
@@ -402,16 +457,17 @@ def load(
     progress: Progress | None = None,
 ) -> Corpus:
     """Load and clean the corpus named by ``source`` (see the module docstring)."""
-    if source == "builtin:python-docs":
-        return _checked(Corpus(clean(normalize(_python_docs()), options), source), source)
-    if source == "builtin:markov":
-        return _checked(Corpus(clean(markov_text(), options), source), source)
-    if source == "builtin:tiny-shakespeare":
-        return _checked(Corpus(clean(normalize(tiny_shakespeare(progress)), options), source), source)
+    builtins = {
+        "builtin:python-docs": _python_docs,
+        "builtin:markov": markov_text,
+        "builtin:tiny-shakespeare": lambda: tiny_shakespeare(progress),
+    }
+    if source in builtins:
+        return _checked(Corpus(prepare_text(builtins[source](), options), source), source)
     if source.startswith("builtin:"):
         raise LMError(f"unknown built-in corpus {source!r}; choose one of {', '.join(BUILTIN_SOURCES)}")
     if source.startswith(("http://", "https://")):
-        name = source.rsplit("/", 1)[-1] or source
+        name = urllib.parse.urlsplit(source).path.rsplit("/", 1)[-1] or source
         return load_bytes(
             _fetch(source, progress), name, text_column=text_column, options=options, source=source
         )
@@ -423,6 +479,8 @@ def load(
     size = path.stat().st_size
     if size > MAX_BYTES:  # refused before reading, let alone decoding
         raise LMError(f"{source} is {size / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
-    return load_bytes(
-        path.read_bytes(), path.name, text_column=text_column, options=options, source=str(path)
-    )
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise LMError(f"cannot read {source}: {err.strerror}") from None
+    return load_bytes(data, path.name, text_column=text_column, options=options, source=str(path))

@@ -172,10 +172,8 @@ def load_run(run_dir: Path, which: str = "last"):
     """(LogitsFn, tokenizer, config) for a run's checkpoint (``last`` or ``best``)."""
     from lmcore import models, runs
 
-    path = runs.checkpoint(run_dir, which)
-    if not path.is_file():
-        path = runs.checkpoint(run_dir, "last")
-    if not path.is_file():
+    path = runs.existing_checkpoint(run_dir, which)
+    if path is None:
         raise LMError(f"run {run_dir.name} has no checkpoint yet")
     config = runs.read_json(run_dir / "config.json")
     tokenizer = tok_mod.load(run_dir / "tokenizer.json")

@@ -10,6 +10,7 @@ still loading, or the input was refused) the job is described by its log file in
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -28,7 +29,12 @@ def log_path(root: Path, run_id: str) -> Path:
     return _jobs_dir(root) / f"{runs.check_run_id(run_id)}.log"
 
 
+def _pid_path(root: Path, run_id: str) -> Path:
+    return _jobs_dir(root) / f"{runs.check_run_id(run_id)}.pid"
+
+
 def _spawn(root: Path, run_id: str, args: list[str], mode: str) -> None:
+    root = root.resolve()  # the child runs elsewhere; a relative runs dir would point elsewhere too
     _jobs_dir(root).mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "lmcore", "train", *args, "--runs-dir", str(root)]
     path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
@@ -42,7 +48,7 @@ def _spawn(root: Path, run_id: str, args: list[str], mode: str) -> None:
             cwd=PACKAGE_ROOT,
             start_new_session=True,
         )
-    (_jobs_dir(root) / f"{run_id}.pid").write_text(str(proc.pid))
+    _pid_path(root, run_id).write_text(str(proc.pid))
     threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it ends
 
 
@@ -58,23 +64,59 @@ def resume(root: Path, run_id: str, steps: int | None = None) -> None:
     _spawn(root, run_id, ["--resume", run_id, *(["--steps", str(steps)] if steps else [])], "ab")
 
 
-def state(root: Path, run_id: str) -> dict:
-    """The job's state: the run's status once its folder exists, else starting/failed from the log."""
-    run_dir = root / runs.check_run_id(run_id)
-    if (run_dir / "status.json").is_file():
-        return runs.read_status(run_dir)
-    pid_file = _jobs_dir(root) / f"{run_id}.pid"
-    pid = int(pid_file.read_text()) if pid_file.is_file() else 0
-    if pid and runs.process_alive(pid):
-        return {"status": "starting", "step": 0}
+def _job_alive(root: Path, run_id: str) -> bool:
+    try:
+        pid = int(_pid_path(root, run_id).read_text())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:  # a reused pid is some other program
+            ours = b"lmcore" in f.read()
+    except (OSError, ValueError):
+        return False
+    return ours and runs.process_alive(pid)
+
+
+def _last_error(root: Path, run_id: str) -> str | None:
     log = log_path(root, run_id)
     lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.is_file() else []
     errors = [line[len("error: ") :] for line in lines if line.startswith("error: ")]
-    return {
-        "status": "failed",
-        "step": 0,
-        "message": errors[-1] if errors else (lines[-1] if lines else "the job did not start"),
-    }
+    return errors[-1] if errors else None
+
+
+def state(root: Path, run_id: str) -> dict:
+    """The job's state.
+
+    The run's own status once its folder exists, except that a job still loading (a new
+    run, or a resume) reads ``starting``; before the folder exists, ``starting`` or
+    ``failed`` with the error line from the job's log. A resume that failed before training
+    leaves the run as it was, with ``job_error`` saying why.
+    """
+    run_dir = root / runs.check_run_id(run_id)
+    alive = _job_alive(root, run_id)
+    if (run_dir / "status.json").is_file():
+        status = runs.read_status(run_dir)
+        if status.get("status") != "running" and alive:
+            return {**status, "status": "starting"}
+        log = log_path(root, run_id)
+        if not alive and log.is_file() and log.stat().st_mtime > (run_dir / "status.json").stat().st_mtime:
+            error = _last_error(root, run_id)
+            if error:
+                status["job_error"] = error
+        return status
+    if alive:
+        return {"status": "starting", "step": 0}
+    error = _last_error(root, run_id)
+    if error is None and log_path(root, run_id).is_file():
+        error = log_path(root, run_id).read_text(encoding="utf-8", errors="replace").strip()[-300:]
+    return {"status": "failed", "step": 0, "message": error or "the job did not start"}
+
+
+def stop(root: Path, run_id: str) -> None:
+    """Ask a job to stop: through its run folder (checkpoint saved), or, while it is still
+    loading and has no run folder yet, by ending its process."""
+    run_dir = root / runs.check_run_id(run_id)
+    if run_dir.is_dir():
+        runs.request_stop(run_dir)
+    elif _job_alive(root, run_id):
+        os.kill(int(_pid_path(root, run_id).read_text()), signal.SIGTERM)
 
 
 def log_tail(root: Path, run_id: str, lines: int = 20) -> str:

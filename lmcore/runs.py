@@ -22,6 +22,8 @@ A run whose status says ``running`` but whose process is gone is reported as
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -114,10 +116,12 @@ def write_json(path: Path, data) -> None:
 
 
 def read_json(path: Path, default=None):
+    """The JSON object in ``path``, or ``default`` if it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError covers bad JSON and bad UTF-8
         return default
+    return data if isinstance(data, dict) else default
 
 
 def append_jsonl(path: Path, record: dict) -> None:
@@ -129,16 +133,17 @@ def append_jsonl(path: Path, record: dict) -> None:
 def read_jsonl(path: Path) -> list[dict]:
     """All complete records; a line still being written (no newline yet) is left for later."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        data = path.read_bytes()  # bytes: a line cut inside a multi-byte character is still whole-line safe
+    except OSError:
         return []
     records = []
-    for line in text.split("\n")[:-1]:
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for line in data.split(b"\n")[:-1]:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
 
 
@@ -180,7 +185,11 @@ def read_status(run_dir: Path) -> dict:
     if data is None:
         return {"status": "interrupted", "message": "no status file", "step": 0}
     if data.get("status") == "running" and data.get("host") == socket.gethostname():
-        if not process_alive(int(data.get("pid") or 0)):
+        try:
+            pid = int(data.get("pid") or 0)
+        except (TypeError, ValueError):
+            pid = 0
+        if not process_alive(pid):
             data["status"] = "interrupted"
             data["message"] = "the training process ended without finishing; resume it"
     return data
@@ -202,11 +211,34 @@ def checkpoint(run_dir: Path, which: str = "last") -> Path:
     return run_dir / "checkpoints" / f"{which}.keras"
 
 
+def existing_checkpoint(run_dir: Path, which: str = "last") -> Path | None:
+    """The ``which`` checkpoint, else the last one, else None."""
+    for path in (checkpoint(run_dir, which), checkpoint(run_dir, "last")):
+        if path.is_file():
+            return path
+    return None
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: Path):
+    """Held by the one process that trains a run; a second trainer is refused."""
+    with open(run_dir / "LOCK", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LMError(f"run {run_dir.name} is already being trained by another process") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 # ---------------------------------------------------------------------------- listing
 
 
 def summary(run_dir: Path) -> dict:
-    config = read_json(run_dir / "config.json", {}) or {}
+    config = read_json(run_dir / "config.json", {})
+    config = {k: v if k not in ("data", "train") or isinstance(v, dict) else {} for k, v in config.items()}
     status = read_status(run_dir)
     return {
         "run_id": run_dir.name,
@@ -228,7 +260,8 @@ def list_runs(root: Path) -> list[dict]:
     """Summaries of every run under ``root``, newest first."""
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+    # A folder whose config cannot be read is not listed (and cannot break the listing).
+    found = [p for p in root.iterdir() if p.is_dir() and read_json(p / "config.json") is not None]
     return [summary(p) for p in sorted(found, key=lambda p: p.name, reverse=True)]
 
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -58,6 +60,7 @@ class TrainConfig:
     sample_length: int = 200  # tokens generated at each validation (0 = none)
     seed: int = 1337  # weights, data order and samples
     jit_compile: bool | None = None  # XLA; None = on for the GPT, off for the RNNs
+    schedule_steps: int | None = None  # steps the LR schedule spans (None = steps; kept when extended)
     augment: dict = field(default_factory=dict)  # data.Augment fields, training windows only
 
 
@@ -113,9 +116,13 @@ def check_train_config(c: TrainConfig) -> None:
     if c.warmup_steps < 0 or c.min_lr < 0 or c.clipnorm < 0:
         problems.append("warmup_steps, min_lr and clipnorm cannot be negative")
     try:
-        data.Augment(**c.augment)
+        aug = data.Augment(**c.augment)
+        if not all(0 <= p < 1 for p in (aug.delete, aug.substitute, aug.swap)):
+            problems.append("augmentation probabilities must be in [0, 1)")
     except TypeError:
         problems.append(f"unknown augmentation settings {c.augment}")
+    if not 0 <= c.seed < 2**32:
+        problems.append(f"seed must be between 0 and 2**32 - 1, not {c.seed}")
     if problems:
         raise LMError("; ".join(problems))
 
@@ -129,10 +136,11 @@ def lr_schedule(c: TrainConfig):
             c.lr, decay_steps=c.decay_steps, decay_rate=c.decay_rate, staircase=c.staircase
         )
     if c.schedule == "cosine":
-        warmup = min(c.warmup_steps, max(c.steps - 1, 0))
+        span = c.schedule_steps or c.steps
+        warmup = min(c.warmup_steps, max(span - 1, 0))
         return keras.optimizers.schedules.CosineDecay(
             0.0 if warmup else c.lr,
-            decay_steps=max(c.steps - warmup, 1),
+            decay_steps=max(span - warmup, 1),
             alpha=min(c.min_lr / c.lr, 1.0),
             warmup_target=c.lr if warmup else None,
             warmup_steps=warmup,
@@ -147,9 +155,10 @@ def lr_curve(c: TrainConfig, points: int = 200) -> tuple[np.ndarray, np.ndarray]
         p = steps / c.decay_steps
         return steps, c.lr * c.decay_rate ** (np.floor(p) if c.staircase else p)
     if c.schedule == "cosine":
-        warmup = min(c.warmup_steps, max(c.steps - 1, 0))
+        span = c.schedule_steps or c.steps
+        warmup = min(c.warmup_steps, max(span - 1, 0))
         alpha = min(c.min_lr / c.lr, 1.0)
-        t = np.clip((steps - warmup) / max(c.steps - warmup, 1), 0, 1)
+        t = np.clip((steps - warmup) / max(span - warmup, 1), 0, 1)
         cos = c.lr * ((1 - alpha) * 0.5 * (1 + np.cos(np.pi * t)) + alpha)
         return steps, np.where(steps < warmup, c.lr * steps / max(warmup, 1), cos)
     return steps, np.full(len(steps), c.lr)
@@ -262,7 +271,8 @@ def _job_from_run(run_dir: Path) -> Job:
     )
     saved = run_dir / "corpus.txt"
     if saved.is_file():
-        text = saved.read_text(encoding="utf-8")
+        with open(saved, encoding="utf-8", newline="") as f:
+            text = f.read()
     else:
         text = corpus.load(
             data_config.source,
@@ -302,8 +312,9 @@ def _make_recorder(
     c = job.train
     T = job.model_config.block_size
     val_ds = data.val_dataset(job.val_ids, T, c.batch_size, c.eval_batches)
-    prompt_ids = [int(i) for i in job.val_ids[: max(1, T // 2)]]
+    prompt = job.tokenizer.decode(job.val_ids[: max(1, T // 2)])
     writer = tf.summary.create_file_writer(str(run_dir / "tb"))
+    status = runs.read_status(run_dir)
 
     class Recorder(keras.callbacks.Callback):
         def __init__(self):
@@ -312,12 +323,13 @@ def _make_recorder(
             self.logged_step = start_step
             self.eval_step = start_step
             self.t0 = self.t_log = time.perf_counter()
-            self.best = runs.read_status(run_dir).get("best_val_loss") or math.inf
-            self.last_val = None
+            self.best = status.get("best_val_loss") or math.inf
+            self.last_val = status.get("val_loss")
             self.failure: str | None = None
             self.stopped = False
-            self.elapsed0 = runs.read_status(run_dir).get("elapsed_s") or 0.0
+            self.elapsed0 = status.get("elapsed_s") or 0.0
             self.tokens_per_s = None
+            self.logits_fn = None  # built at the first sample, then reused (one trace)
 
         def on_train_batch_begin(self, batch, logs=None):
             self.step += 1
@@ -350,9 +362,16 @@ def _make_recorder(
                 "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                 "tokens_per_s": round(self.tokens_per_s, 1),
             }
-            self.logged_step, self.t_log = self.step, now
+            self.logged_step = self.step
             if self.step - self.eval_step >= c.eval_every or self.step >= c.steps or self.stopped:
-                record.update(self.validate())
+                val = self.validate()
+                if val is None:
+                    self.failure = (
+                        f"the validation loss became non-finite at step {self.step}; lower the learning rate"
+                    )
+                    self.model.stop_training = True
+                    return
+                record.update(val)
             runs.append_jsonl(run_dir / "metrics.jsonl", record)
             with writer.as_default():
                 for key in ("loss", "bits", "acc", "lr", "tokens_per_s", "val_loss", "val_bits"):
@@ -370,9 +389,12 @@ def _make_recorder(
                 listener("log", record)
             self.t_log = time.perf_counter()  # validation time is not training time
 
-        def validate(self) -> dict:
+        def validate(self) -> dict | None:
+            """Score the validation windows, checkpoint, sample; None if the loss is not finite."""
             result = self.model.evaluate(val_ds, verbose=0, return_dict=True)
             val = float(result["loss"])
+            if not math.isfinite(val):
+                return None
             self.eval_step, self.last_val = self.step, val
             out = {
                 "val_loss": val,
@@ -380,24 +402,17 @@ def _make_recorder(
                 "val_ppl": math.exp(min(val, 50)),
                 "val_acc": float(result["accuracy"]),
             }
-            if not math.isfinite(val):
-                return out
             runs.atomic_write(runs.checkpoint(run_dir, "last"), lambda p: self.model.save(p))
             if val < self.best:
                 self.best = val
                 runs.atomic_write(runs.checkpoint(run_dir, "best"), lambda p: self.model.save(p))
             if c.sample_length:
-                fn = generate.LogitsFn(self.model, T)
-                steps = generate.stream(
-                    fn,
-                    job.tokenizer,
-                    job.tokenizer.decode(prompt_ids),
-                    c.sample_length,
-                    generate.SamplingOptions(0.8, seed=c.seed),
-                )
+                self.logits_fn = self.logits_fn or generate.LogitsFn(self.model, T)
+                opts = generate.SamplingOptions(0.8, seed=c.seed)
+                steps = generate.stream(self.logits_fn, job.tokenizer, prompt, c.sample_length, opts)
                 sample = {
                     "step": self.step,
-                    "prompt": job.tokenizer.decode(prompt_ids),
+                    "prompt": prompt,
                     "text": job.tokenizer.decode([s.token_id for s in steps]),
                 }
                 runs.append_jsonl(run_dir / "samples.jsonl", sample)
@@ -426,52 +441,60 @@ def _install_signal_handlers(stop_flag: threading.Event):
     return restore
 
 
-def _run(run_dir: Path, job: Job, model, start_step: int, listener: Listener | None) -> dict:
-    """Train ``model`` from ``start_step`` to ``job.train.steps``, recording into ``run_dir``."""
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _run(run_dir: Path, job: Job, make_model: Callable, start_step: int, listener: Listener | None) -> dict:
+    """Train from ``start_step`` to ``job.train.steps``, recording into ``run_dir``.
+
+    ``make_model()`` builds or loads the compiled model here, so that any failure from then
+    on (a bad setting TensorFlow rejects, out of memory) is recorded as the run's status.
+    """
     c = job.train
     T = job.model_config.block_size
     stop_flag = threading.Event()
     restore = _install_signal_handlers(stop_flag)
-    runs.clear_stop(run_dir)
     runs.write_status(run_dir, "running", step=start_step, total_steps=c.steps)
-    train_ds = data.train_dataset(
-        job.train_ids,
-        T,
-        c.batch_size,
-        seed=c.seed,
-        start_step=start_step,
-        aug=data.Augment(**c.augment),
-        vocab_size=job.tokenizer.vocab_size,
-    )
-    recorder, writer = _make_recorder(run_dir, job, start_step, listener, stop_flag)
-    intervals = math.ceil((c.steps - start_step) / c.log_every) + 1
+    recorder = writer = None
     try:
-        if start_step < c.steps:
-            model.fit(
-                train_ds,
-                epochs=intervals,
-                steps_per_epoch=c.log_every,
-                verbose=0,
-                shuffle=False,
-                callbacks=[recorder],
-            )
-    except Exception as err:  # report any failure in the run's status, then to the caller
-        message = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-        runs.write_status(run_dir, "failed", message=message)
-        raise LMError(f"training failed: {message}") from err
+        model = make_model()
+        train_ds = data.train_dataset(
+            job.train_ids,
+            T,
+            c.batch_size,
+            seed=c.seed,
+            start_step=start_step,
+            aug=data.Augment(**c.augment),
+            vocab_size=job.tokenizer.vocab_size,
+        )
+        recorder, writer = _make_recorder(run_dir, job, start_step, listener, stop_flag)
+        intervals = math.ceil((c.steps - start_step) / c.log_every) + 1
+        model.fit(
+            train_ds,
+            epochs=intervals,
+            steps_per_epoch=c.log_every,
+            verbose=0,
+            shuffle=False,
+            callbacks=[recorder],
+        )
+        failure = recorder.failure
+    except Exception as err:  # recorded in the run's status; the caller gets a failed result
+        failure = _first_line(err)
+        if os.environ.get("LMLAB_DEBUG"):
+            traceback.print_exc()
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
         restore()
         runs.clear_stop(run_dir)
-    if recorder.failure:
-        status = runs.write_status(run_dir, "failed", message=recorder.failure)
+    if failure:
+        status = runs.write_status(run_dir, "failed", message=failure)
     else:
-        if recorder.step > start_step and recorder.eval_step != recorder.step:
-            recorder.validate()  # a run ending between validations still saves its checkpoint
-        state = "stopped" if recorder.step < c.steps else "completed"
         status = runs.write_status(
             run_dir,
-            state,
+            "stopped" if recorder.step < c.steps else "completed",
             step=recorder.step,
             val_loss=recorder.last_val,
             best_val_loss=None if math.isinf(recorder.best) else recorder.best,
@@ -513,64 +536,65 @@ def start(
     info = device.describe()
     device.setup(info)
     run_dir = runs.create(runs_root, run_id or runs.new_run_id(job.model_name, name))
-    runs.write_json(run_dir / "config.json", job.config_json(info, parent))
-    tok_mod.save(job.tokenizer, run_dir / "tokenizer.json")
-    if not job.data.source.startswith("builtin:"):
-        (run_dir / "corpus.txt").write_text(job.text, encoding="utf-8")
-    runs.write_status(run_dir, "running", step=0, total_steps=job.train.steps)
-    if listener:
-        listener("start", {"run_id": run_dir.name, "run_dir": str(run_dir), **info})
-    try:
-        _seed(job.train.seed)
-        model = models.build_model(job.model_config)
-        compile_model(model, job.train, job.model_config.family)
-    except Exception as err:
-        runs.write_status(run_dir, "failed", message=f"{type(err).__name__}: {err}")
-        raise
-    return _run(run_dir, job, model, 0, listener)
+    with runs.training_lock(run_dir):
+        runs.write_json(run_dir / "config.json", job.config_json(info, parent))
+        tok_mod.save(job.tokenizer, run_dir / "tokenizer.json")
+        if not job.data.source.startswith("builtin:"):
+            with open(run_dir / "corpus.txt", "w", encoding="utf-8", newline="") as f:
+                f.write(job.text)
+        if listener:
+            listener("start", {"run_id": run_dir.name, "run_dir": str(run_dir), **info})
+
+        def make_model():
+            _seed(job.train.seed)
+            model = models.build_model(job.model_config)
+            compile_model(model, job.train, job.model_config.family)
+            return model
+
+        return _run(run_dir, job, make_model, 0, listener)
 
 
 def resume(run_dir: Path, steps: int | None = None, listener: Listener | None = None) -> dict:
     """Continue a stopped or interrupted run from its last checkpoint.
 
     ``steps`` raises the run's total number of steps (to extend a finished run); every other
-    setting stays as it was.
+    setting stays as it was, the learning-rate schedule included: steps beyond the schedule's
+    end train at its final rate (``schedule_steps`` in the config records the span).
     """
     from lmcore import device, models
 
-    status = runs.read_status(run_dir)
-    state = status.get("status")
-    if state == "running":
+    if runs.read_status(run_dir).get("status") == "running":
         raise LMError(f"run {run_dir.name} is still training")
-    ckpt = runs.checkpoint(run_dir, "last")
-    if not ckpt.is_file():
-        raise LMError(f"run {run_dir.name} has no checkpoint to resume from")
-    job = _job_from_run(run_dir)
-    if steps is not None:
-        if steps < 1:
+    with runs.training_lock(run_dir):
+        runs.clear_stop(run_dir)  # a stop asked of an earlier process does not apply to this one
+        ckpt = runs.checkpoint(run_dir, "last")
+        if not ckpt.is_file():
+            raise LMError(f"run {run_dir.name} has no checkpoint to resume from")
+        job = _job_from_run(run_dir)
+        if steps is not None and steps < 1:
             raise LMError(f"steps must be at least 1, not {steps}")
-        job.train.steps = steps
-    device.setup(runs.read_json(run_dir / "config.json")["device"])
-    model = models.load_model(ckpt)
-    start_step = int(model.optimizer.iterations.numpy())
-    if start_step >= job.train.steps:
-        raise LMError(
-            f"run {run_dir.name} has already trained {start_step} steps; "
-            f"pass --steps with more than {start_step} to continue"
-        )
-    if steps is not None:
-        config = runs.read_json(run_dir / "config.json")
-        config["train"]["steps"] = steps
-        runs.write_json(run_dir / "config.json", config)
-    # Records written after the checkpoint belong to training that is about to be redone.
-    for name in ("metrics.jsonl", "samples.jsonl"):
-        kept = [r for r in runs.read_jsonl(run_dir / name) if r.get("step", 0) <= start_step]
-        runs.atomic_write(
-            run_dir / name,
-            lambda p, kept=kept: p.write_text(
-                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8"
-            ),
-        )
-    if listener:
-        listener("start", {"run_id": run_dir.name, "run_dir": str(run_dir), "resumed_from": start_step})
-    return _run(run_dir, job, model, start_step, listener)
+        device.setup(runs.read_json(run_dir / "config.json")["device"])
+        try:
+            model = models.load_model(ckpt)
+        except Exception as err:
+            raise LMError(f"cannot load the checkpoint of run {run_dir.name}: {_first_line(err)}") from None
+        start_step = int(model.optimizer.iterations.numpy())
+        if start_step >= (steps or job.train.steps):
+            raise LMError(
+                f"run {run_dir.name} has already trained {start_step} steps; "
+                f"pass --steps with more than {start_step} to continue"
+            )
+        if steps is not None and steps != job.train.steps:
+            job.train.schedule_steps = job.train.schedule_steps or job.train.steps
+            job.train.steps = steps
+            config = runs.read_json(run_dir / "config.json")
+            config["train"] = asdict(job.train)
+            runs.write_json(run_dir / "config.json", config)
+        # Records written after the checkpoint belong to training that is about to be redone.
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            kept = [r for r in runs.read_jsonl(run_dir / name) if r.get("step", 0) <= start_step]
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
+            runs.atomic_write(run_dir / name, lambda p, text=text: p.write_text(text, encoding="utf-8"))
+        if listener:
+            listener("start", {"run_id": run_dir.name, "run_dir": str(run_dir), "resumed_from": start_step})
+        return _run(run_dir, job, lambda: model, start_step, listener)

@@ -63,9 +63,15 @@ def tokenizer_for(kind: str, text_sha: str, _text: str):
     return tok_mod.train(kind, _text)
 
 
+@st.cache_resource(show_spinner="Tokenizing…", max_entries=24)
+def token_ids(kind: str, text_sha: str, _text: str):
+    """The whole corpus encoded by ``kind``'s tokenizer (shared, keyed by the text's hash)."""
+    return tokenizer_for(kind, text_sha, _text).encode(_text)
+
+
 def upload_path(data: bytes, name: str) -> Path:
     """Save an upload where a training child process can read it; same bytes, same file."""
-    folder = runs_root() / ".uploads"
+    folder = runs_root().resolve() / ".uploads"
     folder.mkdir(parents=True, exist_ok=True)
     suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".txt", ".md", ".csv") else ".txt"
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
@@ -254,10 +260,11 @@ def run_view(run_id: str, controls: dict) -> str:
             eta = f" · ETA {fmt_seconds((total - step) / rate)}" if rate > 0 else ""
         val = f" · val loss {state['val_loss']:.4f}" if state.get("val_loss") is not None else ""
         head[0].progress(min(step / total, 1.0), text=f"**{status}** · step {step}/{total}{val}{eta}")
+    if state.get("job_error"):
+        st.error(f"Resuming failed: {state['job_error']}")
     if status in ("running", "starting") and head[1].button("Stop", key=f"stop-{run_id}", type="primary"):
-        if run_dir.is_dir():
-            runs.request_stop(run_dir)
-            st.toast("Stop requested: the run saves a checkpoint and ends after this step.")
+        jobs.stop(root, run_id)
+        st.toast("Stop requested: the run saves a checkpoint and ends after the current step.")
     if status == "interrupted":
         head[1].caption("Resume it on the Runs page.")
 

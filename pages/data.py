@@ -60,7 +60,7 @@ for col, (kind, tok) in zip(cols, kinds.items(), strict=True):
 
 sizes = []
 for kind, tok in kinds.items():
-    train_ids, val_ids = data.split(tok.encode(text))
+    train_ids, val_ids = data.split(common.token_ids(kind, cleaned.sha256, text))
     sizes.append(
         {
             "tokenizer": kind,
@@ -78,9 +78,9 @@ st.caption(
 cols = st.columns(3)
 kind = cols[0].selectbox("Tokenizer", tokenizers.KINDS)
 block = cols[1].slider("Block size", 4, 64, 16)
-seed = cols[2].number_input("Seed", value=0, step=1)
+seed = cols[2].number_input("Seed", min_value=0, max_value=2**32 - 1, value=0, step=1)
 tok = kinds[kind]
-train_ids, _ = data.split(tok.encode(text))
+train_ids, _ = data.split(common.token_ids(kind, cleaned.sha256, text))
 if len(train_ids) <= block + 1:
     st.warning("This text is too short for windows of this size.")
     st.stop()

@@ -11,7 +11,7 @@ from lmcore import LMError, generate, runs
 from pages import common
 
 st.title("Generate")
-choices = common.run_choices(lambda r: runs.checkpoint(Path(r["path"])).is_file())
+choices = common.run_choices(lambda r: runs.existing_checkpoint(Path(r["path"])) is not None)
 if not choices:
     st.info(
         "No run has a checkpoint yet. Train one on the Train page (a checkpoint is saved at each validation)."
@@ -34,8 +34,7 @@ seed = cols[4].number_input("Seed", 0, 2**31 - 1, 0)
 
 if st.button("Generate", type="primary"):
     opts = generate.SamplingOptions(temperature, int(top_k), top_p, int(seed))
-    ckpt = runs.checkpoint(run_dir, which)
-    ckpt = ckpt if ckpt.is_file() else runs.checkpoint(run_dir, "last")
+    ckpt = runs.existing_checkpoint(run_dir, which)
     try:
         opts.check()
         logits_fn, tok, _ = common.generator(str(run_dir), which, ckpt.stat().st_mtime)

@@ -13,14 +13,19 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from lmcore import corpus, embeddings, info, runs
+from lmcore import LMError, corpus, embeddings, info, runs
 from pages import common
 from pages import math_support as ms
 
 st.title("Math")
 key = ms.corpus_key()
 source = key[0]
-finished = common.run_choices(lambda r: runs.checkpoint(Path(r["path"])).is_file())
+try:
+    ms.corpus_text(key)
+except LMError as err:  # e.g. an address that no longer answers
+    st.error(f"The corpus chosen on the Data page cannot be loaded: {err}")
+    st.stop()
+finished = common.run_choices(lambda r: runs.existing_checkpoint(Path(r["path"])) is not None)
 labels = ["none"] + [common.run_label(r) for r in finished]
 choice = st.selectbox("Compare with a trained run (loads its model)", labels)
 run = finished[labels.index(choice) - 1] if choice != "none" else None
@@ -96,10 +101,11 @@ for name, probs in scored.items():
         st.warning(f"{name}: the sentence needs at least two known tokens")
         continue
     bits = -np.log2(np.maximum(probs, 1e-300))
-    total, per = float(bits.sum()), float(bits.mean())
+    total = -info.sequence_log_prob(np.maximum(probs, 1e-300))  # -log2 of the chain rule's product
+    per = total / len(probs)
     st.markdown(
         f"**{name}**: {total:.2f} bits in all = {total * math.log(2):.2f} nats (1 bit = ln 2 nats); "
-        f"{per:.3f} bits per token; perplexity 2^{per:.3f} = {2**per:.2f}"
+        f"{per:.3f} bits per token; perplexity 2^{per:.3f} = {info.perplexity(per):.2f}"
     )
     st.plotly_chart(
         px.bar(
@@ -149,8 +155,12 @@ if source == "builtin:markov":
     fig.add_hline(y=floor, line_dash="dot", annotation_text=f"true entropy rate {floor:.4f}")
 if run is not None and run.get("best_val_loss") is not None:
     bpc = ms.run_bits_per_char(run["path"])
+    same = run["corpus"] == source
+    note = "" if same else f" — trained on {common.corpus_label(run['corpus'])}, not this corpus"
     fig.add_hline(
-        y=bpc, line_color="crimson", annotation_text=f"{run['run_id']}: {bpc:.3f} bits/char (validation)"
+        y=bpc,
+        line_color="crimson" if same else "gray",
+        annotation_text=f"{run['run_id']}: {bpc:.3f} bits/char (validation){note}",
     )
 st.plotly_chart(
     fig.update_layout(xaxis_title="context (characters)", yaxis_title="bits per character", height=340)

@@ -28,13 +28,13 @@ def corpus_key() -> CorpusKey:
     return (state.get("corpus_source") or corpus.DEFAULT_SOURCE, clean, state.get("corpus_text_column"))
 
 
-def _text(key: CorpusKey) -> str:
+def corpus_text(key: CorpusKey) -> str:
     source, clean, column = key
     return common.load_source(source, dict(clean), column).text
 
 
 def corpus_tokens(key: CorpusKey, unit: str) -> list[str]:
-    text = _text(key)[:1_000_000]
+    text = corpus_text(key)[:1_000_000]
     return (
         list(text) if unit == "characters" else [t for t in tokenizers.word_pieces(text) if not t.isspace()]
     )
@@ -47,13 +47,12 @@ def bigram_model(key: CorpusKey, unit: str, k: float) -> info.BigramModel:
 
 @st.cache_data(show_spinner="Counting n-grams…", max_entries=8)
 def ngram_curve(key: CorpusKey) -> list[float]:
-    text = _text(key)[:1_000_000]
+    text = corpus_text(key)[:1_000_000]
     return [info.ngram_conditional_entropy(text, order) for order in range(7)]
 
 
 def _loaded(run_path: str):
-    ckpt = runs.checkpoint(Path(run_path), "best")
-    ckpt = ckpt if ckpt.is_file() else runs.checkpoint(Path(run_path), "last")
+    ckpt = runs.existing_checkpoint(Path(run_path), "best")
     return common.generator(run_path, ckpt.stem, ckpt.stat().st_mtime)
 
 
@@ -77,7 +76,7 @@ def run_bits_per_char(run_path: str) -> float:
     chars = (
         len(saved.read_text(encoding="utf-8"))
         if saved.is_file()
-        else len(_text((data["source"], tuple(sorted(data["clean"].items())), data["text_column"])))
+        else len(corpus_text((data["source"], tuple(sorted(data["clean"].items())), data["text_column"])))
     )
     return bits_per_token * (data["train_tokens"] + data["val_tokens"]) / chars
 

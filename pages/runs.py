@@ -1,5 +1,6 @@
 """Runs: every run in a table; overlay curves, diff settings, download metrics, resume or delete."""
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -35,8 +36,12 @@ table = pd.DataFrame(
         for r in rows
     ]
 )
-event = st.dataframe(table, on_select="rerun", selection_mode="multi-row", hide_index=True, key="runs-table")
-selected = [rows[i] for i in event.selection.rows]
+# The key changes with the set of runs, so a selection never carries over to other rows.
+ids = table["run"].tolist()
+key = "runs-" + hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
+event = st.dataframe(table, on_select="rerun", selection_mode="multi-row", hide_index=True, key=key)
+by_id = {r["run_id"]: r for r in rows}
+selected = [by_id[ids[i]] for i in event.selection.rows if 0 <= i < len(ids)]
 if not selected:
     st.caption("Select runs in the table to compare, download, resume or delete them.")
     st.stop()

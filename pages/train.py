@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import streamlit as st
 
-from lmcore import corpus, jobs, tokenizers
+from lmcore import LMError, corpus, jobs, tokenizers
 from lmcore import train as train_mod
-from lmcore.config import MODEL_NAMES, PRESETS
+from lmcore.config import MODEL_NAMES, make_config
 from pages import common
 
 st.title("Train")
@@ -32,7 +32,7 @@ with st.expander("New run", expanded="follow_run" not in st.session_state):
     kind = cols[1].selectbox("Tokenizer", tokenizers.KINDS)
     name = cols[2].text_input("Run name (optional)", max_chars=40)
     recipe = train_mod.make_train_config(model)
-    preset = PRESETS[model][0](**PRESETS[model][1])
+    preset = make_config(model)
     cols = st.columns(4)
     by_epochs = (
         cols[0].radio(
@@ -63,8 +63,16 @@ with st.expander("New run", expanded="follow_run" not in st.session_state):
     if schedule == "cosine":
         warmup = st.number_input("Warm-up steps", 0, 10_000, recipe.warmup_steps, key=f"wu-{model}")
 
-    chars = len(common.load_source(source, {}).text) if source.startswith("builtin:") else None
-    steps = int(length) if not by_epochs else max(1, int(length * 0.9 * (chars or 1e6) / (batch * block)))
+    # The Data page's cleaning and CSV column apply to the corpus chosen there, not to others.
+    own = source == chosen
+    clean = st.session_state.get("corpus_clean", {}) if own else {}
+    column = st.session_state.get("corpus_text_column") if own else None
+    try:
+        chars = len(common.load_source(source, clean, column).text)
+    except LMError as err:
+        st.error(str(err))
+        st.stop()
+    steps = int(length) if not by_epochs else max(1, int(length * 0.9 * chars / (batch * block)))
     preview = replace(recipe, steps=steps, lr=lr, schedule=schedule, warmup_steps=warmup)
     x, y = train_mod.lr_curve(preview)
     st.plotly_chart(
@@ -96,9 +104,9 @@ with st.expander("New run", expanded="follow_run" not in st.session_state):
             str(seed),
             *(["--epochs", str(length)] if by_epochs else ["--steps", str(int(length))]),
         ]
-        args += [f"--{k.replace('_', '-')}" for k in st.session_state.get("corpus_clean", {})]
-        if st.session_state.get("corpus_text_column") and source == chosen:
-            args += ["--text-column", st.session_state["corpus_text_column"]]
+        args += [f"--{k.replace('_', '-')}" for k in clean]
+        if column:
+            args += [f"--text-column={column}"]  # "=" keeps a name starting with "-" an argument
         st.session_state["follow_run"] = jobs.launch(root, args, name or None, model)
         st.rerun()
 

@@ -244,10 +244,18 @@ def test_a_new_users_path_through_the_app(server, page, small_text, tmp_path):
     shot(page, "07-generate")
     page.get_by_text("What could come next").wait_for()
 
+    go(page, "Math")  # with a trained run chosen, the model-based sections appear
+    page.get_by_role("combobox", name="Compare with a trained run (loads its model)").click()
+    page.get_by_role("option", name=re.compile(r"\(completed")).click()
+    page.get_by_text("Nearest neighbours of").wait_for(timeout=120_000)
+    settle(page)
+    assert not page.locator('[data-testid="stException"]').count()
+    shot(page, "08-math-with-run")
+
     go(page, "Runs")
     page.locator('[data-testid="stDataFrame"]').wait_for()
     settle(page)
-    shot(page, "08-runs")
+    shot(page, "09-runs")
     statuses = sorted(p.read_text() for p in runs_dir.glob("*/status.json"))
     assert len(statuses) == 2
     assert any('"completed"' in s for s in statuses) and any('"stopped"' in s for s in statuses)

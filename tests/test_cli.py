@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from lmcore import runs
 
 TINY_ARGS = [
     "--model",
@@ -72,7 +73,8 @@ def test_train_runs_and_generate_end_to_end(small_file, tmp_path):
     )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["status"] == "completed" and result["steps"] == 20
-    assert result["val_loss"] > 0 and result["run_id"].endswith(result["run_id"][-4:])
+    assert result["val_loss"] > 0
+    assert runs.RUN_ID.match(result["run_id"]) and "-cli-" in result["run_id"]
     assert "step 20/20" in proc.stderr  # plain progress lines when not on a terminal
 
     listed = json.loads(lmcore("runs", "--json", runs_dir=runs_dir, check=True).stdout)
@@ -169,6 +171,8 @@ def bad_files(tmp_path):
         (["--n-head", "3"], ["multiple of n_head"]),
         (["--remove-stopwords"], ["word tokenizer only"]),
         (["--steps", "5", "--epochs", "1"], ["not allowed with"]),
+        (["--seed", "-1"], ["must be between 0"]),
+        (["--augment-delete", "1.5"], ["augmentation probabilities"]),
     ],
 )
 def test_bad_training_input_gives_one_line_and_creates_no_run(bad_files, args, words):
@@ -190,6 +194,8 @@ def test_bad_generate_and_resume_input(tiny_run, tmp_path):
         (["generate", "--run", tiny_run.name, "--length", "99999999"], ["length"]),
         (["train", "--resume", tiny_run.name], ["already trained"]),
         (["train", "--resume", "nope"], ["no run"]),
+        (["train", "--resume", tiny_run.name, "--lr", "0.1"], ["drop --lr"]),
+        (["generate", "--run", tiny_run.name, "--seed", "-3"], ["must be between 0"]),
         (["frobnicate"], ["invalid choice"]),
     ]
     for args, words in cases:

@@ -176,9 +176,38 @@ def test_offline_download_names_the_other_choices(monkeypatch):
         corpus.load("builtin:tiny-shakespeare")
 
 
-def test_url_source_and_http_errors(server):
+def test_url_source_and_http_errors(server, monkeypatch):
+    monkeypatch.setenv("LMLAB_ALLOW_PRIVATE_URLS", "1")  # the test server lives on 127.0.0.1
     srv, folder = server
     (folder / "page.txt").write_bytes("Grüße\r\n".encode())
     assert corpus.load(f"{srv.url}/page.txt").text == "Grüße\n"
+    (folder / "data.csv").write_text("text\nfrom a csv\n", encoding="utf-8")
+    assert corpus.load(f"{srv.url}/data.csv?raw=1").text == "from a csv"  # the query is not the name
     with pytest.raises(LMError, match="HTTP 404"):
         corpus.load(f"{srv.url}/missing.txt")
+
+
+def test_cleaning_cannot_bring_back_carriage_returns():
+    c = corpus.load_bytes(b"a&#13;b&#x2028;c", "page.html", options=corpus.CleanOptions(strip_html=True))
+    assert c.text == "a\nb\nc"
+
+
+def test_a_csv_with_a_very_long_review_loads():
+    long_review = "word " * 60_000  # 300 KB in one cell, past the csv module's default limit
+    data = f'text,label\n"{long_review}",pos\nshort,neg\n'.encode()
+    assert corpus.load_bytes(data, "reviews.csv").text.startswith("word word")
+
+
+@pytest.mark.parametrize("text", ["GIF8 is not an image here.", "BZh, said the bee. " * 3])
+def test_text_that_starts_like_a_signature_is_still_text(text):
+    assert corpus.decode_bytes(text.encode())[0] == text
+
+
+def test_user_addresses_on_this_machine_are_refused(server, monkeypatch):
+    srv, folder = server
+    (folder / "page.txt").write_text("secret", encoding="utf-8")
+    monkeypatch.delenv("LMLAB_ALLOW_PRIVATE_URLS", raising=False)
+    with pytest.raises(LMError, match="local or private address"):
+        corpus.load(f"{srv.url}/page.txt")
+    with pytest.raises(LMError, match="local or private address"):
+        corpus.load("http://169.254.169.254/latest/meta-data")

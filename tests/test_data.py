@@ -49,8 +49,9 @@ def test_train_stream_alignment_epoch_coverage_and_exact_resume():
 def test_validation_windows_are_fixed_and_disjoint():
     starts = data.val_starts(1000, 10, 5)
     assert len(starts) == 5
-    assert (np.diff(starts) >= 10).all()
-    assert data.val_starts(1000, 10, 5).tolist() == starts.tolist()
+    assert (np.diff(starts) >= 10).all()  # no two windows overlap
+    assert starts[0] == 0 and starts[-1] + 10 < 1000 and starts[-1] > 900  # spread over the split
+    assert len(data.val_starts(1000, 10, 500)) == 99  # capped by what fits
 
 
 def test_augmentations():

