@@ -9,11 +9,13 @@ TensorFlow; :func:`generator` reaches it through ``lmcore.generate`` only when c
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
 from lmcore import LMError, corpus, device, runs
 from lmcore import tokenizers as tok_mod
@@ -70,11 +72,15 @@ def token_ids(kind: str, text_sha: str, _text: str):
 
 
 def upload_path(data: bytes, name: str) -> Path:
-    """Save an upload where a training child process can read it; same bytes, same file."""
-    folder = runs_root().resolve() / ".uploads"
+    """Save an upload where a training child process can read it; same bytes, same file.
+
+    ``.uploads/<content hash>/<the upload's own name, made safe>``: runs show the user's name.
+    """
+    folder = runs_root().resolve() / ".uploads" / hashlib.sha256(data).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^\w.-]+", "_", Path(name).stem).strip("._")[:60] or "upload"
     suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".txt", ".md", ".csv") else ".txt"
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+    path = folder / f"{stem}{suffix}"
     if not path.exists():
         runs.atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
@@ -188,6 +194,49 @@ def curve_figure(
     return fig
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def live_figure(run_dir: str, size: int, smooth: float, log_y: bool, x: str) -> go.Figure:
+    """All of a run's curves in one figure (one chart to draw each second, not six).
+
+    Cached on the metrics file's size: while no new record arrives, the same figure is reused.
+    """
+    df = metrics_frame(Path(run_dir))
+    fig = make_subplots(rows=3, cols=2, subplot_titles=list(CURVES), vertical_spacing=0.08)
+    for n, (train_key, val_key) in enumerate(CURVES.values() if x in df else []):
+        row, col = n // 2 + 1, n % 2 + 1
+        if train_key in df:
+            y = ema(df[train_key], smooth)
+            fig.add_scatter(
+                x=df[x],
+                y=y,
+                mode="lines",
+                name="train",
+                line=dict(color="#1f77b4"),
+                showlegend=n == 0,
+                legendgroup="train",
+                row=row,
+                col=col,
+            )
+        if val_key and val_key in df:
+            val = df.dropna(subset=[val_key])
+            fig.add_scatter(
+                x=val[x],
+                y=val[val_key],
+                mode="lines+markers",
+                name="validation",
+                line=dict(color="#ff7f0e"),
+                showlegend=n == 0,
+                legendgroup="val",
+                row=row,
+                col=col,
+            )
+        if log_y:
+            fig.update_yaxes(type="log", row=row, col=col)
+    fig.update_xaxes(title_text="step" if x == "step" else "wall time (s)", row=3)
+    fig.update_layout(height=820, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=1.06))
+    return fig
+
+
 def config_rows(run_dir: Path) -> dict:
     """A run's config flattened to ``section.key`` columns, for tables and diffs."""
     config = runs.read_json(run_dir / "config.json", {}) or {}
@@ -269,10 +318,9 @@ def run_view(run_id: str, controls: dict) -> str:
         head[1].caption("Resume it on the Runs page.")
 
     if not df.empty:
-        cols = st.columns(2)
-        for n, metric in enumerate(CURVES):
-            fig = curve_figure({run_id: df}, metric, controls["smooth"], controls["log_y"], controls["x"])
-            cols[n % 2].plotly_chart(fig, key=f"{run_id}-{metric}")
+        size = (run_dir / "metrics.jsonl").stat().st_size
+        fig = live_figure(str(run_dir), size, controls["smooth"], controls["log_y"], controls["x"])
+        st.plotly_chart(fig, key=f"curves-{run_id}")
         samples = runs.read_jsonl(run_dir / "samples.jsonl")
         if samples:
             st.markdown(f"**Sample at step {samples[-1]['step']}**")

@@ -34,7 +34,7 @@ def corpus_text(key: CorpusKey) -> str:
 
 
 def corpus_tokens(key: CorpusKey, unit: str) -> list[str]:
-    text = corpus_text(key)[:1_000_000]
+    text = corpus_text(key)[:2_000_000]
     return (
         list(text) if unit == "characters" else [t for t in tokenizers.word_pieces(text) if not t.isspace()]
     )
@@ -47,7 +47,7 @@ def bigram_model(key: CorpusKey, unit: str, k: float) -> info.BigramModel:
 
 @st.cache_data(show_spinner="Counting n-grams…", max_entries=8)
 def ngram_curve(key: CorpusKey) -> list[float]:
-    text = corpus_text(key)[:1_000_000]
+    text = corpus_text(key)[:2_000_000]
     return [info.ngram_conditional_entropy(text, order) for order in range(7)]
 
 

@@ -61,7 +61,10 @@ if len(selected) == 2:
         ]
     )
     st.markdown("**Settings that differ**")
-    st.dataframe(diff, hide_index=True) if not diff.empty else st.caption("The two configs are identical.")
+    if diff.empty:
+        st.caption("The two configs are identical.")
+    else:
+        st.dataframe(diff, hide_index=True)
 
 metrics = pd.concat([df.assign(run_id=rid) for rid, df in frames.items() if not df.empty] or [pd.DataFrame()])
 st.download_button("Download metrics (CSV)", metrics.to_csv(index=False), "metrics.csv", "text/csv")

@@ -134,15 +134,17 @@ def go(page, name: str) -> None:
     page.get_by_role("heading", name=name, exact=True).first.wait_for()
     settle(page)
     assert not page.locator('[data-testid="stException"]').count(), f"exception on {name}"
+    assert not page.get_by_text("DeltaGenerator").count(), f"Streamlit magic printed an object on {name}"
 
 
 def curve_points(page) -> int:
     """How many logged steps the live loss chart shows now."""
     return page.evaluate("""() => {
         for (const p of document.querySelectorAll('.js-plotly-plot')) {
-            const title = p.layout && p.layout.title && p.layout.title.text;
-            const trace = p._fullData && p._fullData[0];  // decoded (data may hold binary arrays)
-            if (title && title.includes('Loss (nats)') && trace && trace.x) return trace.x.length || 0;
+            // _fullData holds decoded arrays; the loss panel is the first subplot (axis 'x')
+            for (const t of (p._fullData || [])) {
+                if (t.name === 'train' && t.xaxis === 'x' && t.x) return t.x.length || 0;
+            }
         }
         return 0;
     }""")
@@ -202,7 +204,7 @@ def test_a_new_users_path_through_the_app(server, page, small_text, tmp_path):
 
     go(page, "Train")
     corpus_box = page.get_by_role("combobox", name="Corpus (choose others on the Data page)")
-    assert ".uploads" in corpus_box.input_value()  # the upload chosen on Data is what trains
+    assert corpus_box.input_value().endswith("/my_text.txt")  # the upload chosen on Data, by its name
     choose(page, "Model", "tiny")
     set_number(page, "Steps", 600)
     page.get_by_role("button", name="Start training").click()
@@ -253,8 +255,16 @@ def test_a_new_users_path_through_the_app(server, page, small_text, tmp_path):
     shot(page, "08-math-with-run")
 
     go(page, "Runs")
-    page.locator('[data-testid="stDataFrame"]').wait_for()
+    grid = page.locator('[data-testid="stDataFrame"]')
+    grid.wait_for()
     settle(page)
+    box = grid.bounding_box()
+    for row in (1, 2):  # tick both rows' selection boxes (the grid is drawn on a canvas)
+        page.mouse.click(box["x"] + 14, box["y"] + 35 * row + 17)
+        settle(page)
+    page.get_by_text("Settings that differ").wait_for()
+    page.get_by_role("button", name="Download metrics (CSV)").wait_for()
+    assert not page.get_by_text("DeltaGenerator").count()
     shot(page, "09-runs")
     statuses = sorted(p.read_text() for p in runs_dir.glob("*/status.json"))
     assert len(statuses) == 2
