@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("runs", help="list the runs")
     _common(r)
+
+    b = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
+    b.add_argument("what", choices=("generate",), help="generate: incremental vs naive decoding")
+    b.add_argument("--tokens", type=_positive_int, default=1000, help="tokens generated per row")
+    b.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
@@ -299,7 +304,8 @@ def cmd_generate(args) -> int:
     if args.json:
         print(json.dumps({"prompt": out.prompt, "text": out.text, "notes": out.notes}, ensure_ascii=False))
     else:
-        print(out.prompt + out.text)
+        ids, _ = generate.prompt_ids(tokenizer, args.prompt)
+        print(tokenizer.decode(ids) + out.text)  # the prompt as the model saw it
     return 0
 
 
@@ -323,7 +329,25 @@ def cmd_runs(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "runs": cmd_runs}
+def cmd_bench(args) -> int:
+    from lmcore import bench, device
+
+    device.import_tensorflow()
+    for result in bench.generate_bench(args.tokens):
+        if args.json:
+            print(json.dumps(result), flush=True)
+        else:
+            r = result
+            print(
+                f"{r['model']:<13} block {r['block_size']:>3} batch {r['batch']}: cached "
+                f"{r['cached_tokens_per_s']:>9,.0f} tok/s, naive {r['naive_tokens_per_s']:>9,.0f} tok/s, "
+                f"speedup {r['speedup']:.1f}x, max |logit diff| {r['max_abs_logit_diff']:.1e}",
+                flush=True,
+            )
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "runs": cmd_runs, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

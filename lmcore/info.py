@@ -211,8 +211,12 @@ class BigramModel:
         return sorted(scored, key=lambda kv: -kv[1])[:top]
 
     def sequence_probs(self, tokens: Sequence) -> np.ndarray:
-        """P(t_i | t_{i-1}) for i = 1..n-1: the chain rule's factors under this model."""
-        tokens = list(tokens)
+        """P(t_i | t_{i-1}) for i = 1..n-1: the chain rule's factors under this model.
+
+        Tokens the corpus never contains are left out (the model has no probability for them),
+        as a trained model's tokenizer leaves them out.
+        """
+        tokens = [t for t in tokens if t in self.unigrams]
         return np.array([self.cond(b, a) for a, b in zip(tokens, tokens[1:], strict=False)])
 
 

@@ -93,7 +93,8 @@ def state(root: Path, run_id: str) -> dict:
     alive = _job_alive(root, run_id)
     if (run_dir / "status.json").is_file():
         status = runs.read_status(run_dir)
-        if status.get("status") != "running" and alive:
+        started_after = _pid_path(root, run_id).stat().st_mtime > (run_dir / "status.json").stat().st_mtime
+        if status.get("status") != "running" and alive and started_after:  # a resume still loading
             return {**status, "status": "starting"}
         log = log_path(root, run_id)
         if not alive and log.is_file() and log.stat().st_mtime > (run_dir / "status.json").stat().st_mtime:

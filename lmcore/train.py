@@ -407,7 +407,7 @@ def _make_recorder(
                 self.best = val
                 runs.atomic_write(runs.checkpoint(run_dir, "best"), lambda p: self.model.save(p))
             if c.sample_length:
-                self.logits_fn = self.logits_fn or generate.LogitsFn(self.model, T)
+                self.logits_fn = self.logits_fn or generate.LogitsFn(self.model, asdict(job.model_config))
                 opts = generate.SamplingOptions(0.8, seed=c.seed)
                 steps = generate.stream(self.logits_fn, job.tokenizer, prompt, c.sample_length, opts)
                 sample = {

@@ -86,49 +86,72 @@ def upload_path(data: bytes, name: str) -> Path:
     return path
 
 
+def _kept(key: str, kept: dict):
+    """Give widget ``key`` back the value it had, if Streamlit forgot it while its page was hidden."""
+    if key not in st.session_state and key in kept:
+        st.session_state[key] = kept[key]
+    return key
+
+
 def corpus_picker(key: str = "data") -> tuple[corpus.Corpus | None, corpus.Corpus | None, str | None]:
     """Widgets to choose and clean a corpus; returns (cleaned, uncleaned, source for training).
 
-    The choice is remembered in ``st.session_state`` for the Train page.
+    The choice is remembered in ``st.session_state`` for the Train page, and the widgets come
+    back as they were when the user returns to the page (Streamlit forgets the widgets of a
+    page that is not shown; the last upload is kept as well).
     """
-    kind = SOURCES[st.radio("Source", list(SOURCES), horizontal=True, key=f"{key}-kind")]
+    kept = st.session_state.setdefault(f"{key}-kept", {})
+    kind = SOURCES[st.radio("Source", list(SOURCES), horizontal=True, key=_kept(f"{key}-kind", kept))]
     cols = st.columns(3)
     options = {
-        "strip_html": cols[0].checkbox("Strip HTML tags", key=f"{key}-html"),
-        "lowercase": cols[1].checkbox("Lowercase", key=f"{key}-lower"),
-        "remove_special": cols[2].checkbox("Remove special characters", key=f"{key}-special"),
+        "strip_html": cols[0].checkbox(
+            "Strip HTML tags",
+            key=_kept(f"{key}-html", kept),
+            help="For HTML sources: anything between < and > goes",
+        ),
+        "lowercase": cols[1].checkbox("Lowercase", key=_kept(f"{key}-lower", kept)),
+        "remove_special": cols[2].checkbox("Remove special characters", key=_kept(f"{key}-special", kept)),
     }
     text_column = None
     try:
         if kind == "builtin":
-            source = st.selectbox("Corpus", corpus.BUILTIN_SOURCES, key=f"{key}-builtin")
+            source = st.selectbox("Corpus", corpus.BUILTIN_SOURCES, key=_kept(f"{key}-builtin", kept))
             load = lambda opts: load_source(source, opts)
         elif kind == "upload":
             upload = st.file_uploader(
                 "Text file (.txt, .md, .csv)", type=["txt", "md", "csv"], key=f"{key}-up"
             )
-            if upload is None:
+            if upload is not None:
+                kept["upload"] = (upload.name, upload.getvalue())
+            elif "upload" in kept:
+                st.caption(f"Using your earlier upload, {kept['upload'][0]}; choose a file to replace it.")
+            else:
                 return None, None, None
-            data = upload.getvalue()
-            if upload.name.lower().endswith(".csv"):
-                text_column = st.text_input("Text column", value="text", key=f"{key}-col") or None
-            load = lambda opts: load_upload(data, upload.name, opts, text_column)
+            name, data = kept["upload"]
+            if name.lower().endswith(".csv"):
+                text_column = (
+                    st.text_input("Text column", value="text", key=_kept(f"{key}-col", kept)) or None
+                )
+            load = lambda opts: load_upload(data, name, opts, text_column)
             source = None  # saved for training only once it has decoded
         else:
-            source = st.text_input("http(s) address of a text file", key=f"{key}-url").strip()
+            source = st.text_input("http(s) address of a text file", key=_kept(f"{key}-url", kept)).strip()
             if not source:
                 return None, None, None
             if not source.startswith(("http://", "https://")):
                 st.error("The address must start with http:// or https://")
                 return None, None, None
             load = lambda opts: load_source(source, opts)
+        for k in ("kind", "html", "lower", "special", "builtin", "col", "url"):
+            if f"{key}-{k}" in st.session_state:
+                kept[f"{key}-{k}"] = st.session_state[f"{key}-{k}"]
         cleaned = load(options)
         raw = load({}) if any(options.values()) else cleaned
         if source is None:
-            source = str(upload_path(data, upload.name))
+            source = str(upload_path(data, name))
     except LMError as err:
         st.error(str(err))
-        return None, None, None
+        st.stop()
     for note in cleaned.notes:
         st.info(note)
     st.session_state["corpus_source"] = source
@@ -205,7 +228,7 @@ def live_figure(run_dir: str, size: int, smooth: float, log_y: bool, x: str) -> 
     for n, (train_key, val_key) in enumerate(CURVES.values() if x in df else []):
         row, col = n // 2 + 1, n % 2 + 1
         if train_key in df:
-            y = ema(df[train_key], smooth)
+            y = ema(df[train_key], smooth) if val_key else df[train_key]  # LR and speed are not noisy
             fig.add_scatter(
                 x=df[x],
                 y=y,

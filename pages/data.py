@@ -51,7 +51,7 @@ for col, (kind, tok) in zip(cols, kinds.items(), strict=True):
     ids = tok.encode(snippet)
     spans = "".join(
         f'<span title="id {i}" style="background:{palette[n % len(palette)]};border-radius:3px;'
-        f'padding:0 1px;margin:1px;white-space:pre-wrap">{html.escape(tok.token(i))}'
+        f'padding:0 1px;margin:1px;word-break:break-all">{html.escape(common.show_token(tok.token(i)))}'
         f'<sub style="color:#555">{i}</sub></span>'
         for n, i in enumerate(ids)
     )

@@ -41,18 +41,19 @@ if st.button("Generate", type="primary"):
         ids, notes = generate.prompt_ids(tok, prompt)
         for note in notes:
             st.info(note)
+        seen = tok.decode(ids)  # the prompt as the model sees it (unknown characters dropped)
         out, box, started = [], st.empty(), time.perf_counter()
         for step in generate.stream(logits_fn, tok, prompt, int(length), opts):
             out.append(step.token_id)
             if len(out) % 4 == 0 or len(out) == length:
-                box.text(prompt + tok.decode(out))
+                box.text(seen + tok.decode(out))
         elapsed = time.perf_counter() - started
         box.empty()  # the finished text is shown below, with its chart
         st.session_state["generation"] = {
             "run": run["run_id"],
-            "text": prompt + tok.decode(out),
+            "text": seen + tok.decode(out),
             "rate": len(out) / elapsed,
-            "probs": generate.softmax(logits_fn([*ids, *out])).tolist(),
+            "probs": generate.filter_probs(logits_fn([*ids, *out]), opts).tolist(),
             "tokens": [tok.token(i) for i in range(tok.vocab_size)],
         }
     except LMError as err:
@@ -65,5 +66,10 @@ if result and result["run"] == run["run_id"]:
     probs = pd.DataFrame({"token": result["tokens"], "probability": result["probs"]})
     probs = probs.nlargest(20, "probability")
     probs["token"] = probs["token"].map(common.show_token)
-    fig = px.bar(probs, x="token", y="probability", title="What could come next: the 20 likeliest tokens")
+    fig = px.bar(
+        probs,
+        x="token",
+        y="probability",
+        title="What could come next: the 20 likeliest tokens, after temperature, top-k and top-p",
+    )
     st.plotly_chart(fig)

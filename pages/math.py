@@ -66,20 +66,25 @@ except (ValueError, TypeError) as err:
 
 st.header("3. Conditional probability and Bayes' theorem")
 unit = st.radio("Tokens", ["characters", "words"], horizontal=True, key="bayes-unit")
-counts = ms.bigram_model(key, unit, 0.0)
-cols = st.columns(2)
-prev = cols[0].selectbox("Previous token a", counts.vocab[:200], format_func=common.show_token)
-top = counts.next_distribution(prev)
-fig = px.bar(x=[common.show_token(t) for t, _ in top], y=[p for _, p in top], labels={"x": "next", "y": "P"})
-cols[0].plotly_chart(fig.update_layout(title=f"P(next | {common.show_token(prev)})", height=300))
-nxt = cols[1].selectbox("Next token b", [t for t, _ in top], format_func=common.show_token)
-p_a, p_b = counts.pair_marginals(prev, nxt)
-posterior = info.bayes(counts.cond(nxt, prev), p_a, p_b)
-cols[1].markdown(
-    f"P(b | a) = {counts.cond(nxt, prev):.4f}, P(a) = {p_a:.4f}, P(b) = {p_b:.4f}  \n"
-    f"Bayes: P(a | b) = P(b | a) P(a) / P(b) = **{posterior:.4f}**  \n"
-    f"Counted directly: P(a | b) = {counts.cond_prev(prev, nxt):.4f}"
-)
+try:
+    counts = ms.bigram_model(key, unit, 0.0)
+    cols = st.columns(2)
+    prev = cols[0].selectbox("Previous token a", counts.vocab[:200], format_func=common.show_token)
+    top = counts.next_distribution(prev)
+    fig = px.bar(
+        x=[common.show_token(t) for t, _ in top], y=[p for _, p in top], labels={"x": "next", "y": "P"}
+    )
+    cols[0].plotly_chart(fig.update_layout(title=f"P(next | {common.show_token(prev)})", height=300))
+    nxt = cols[1].selectbox("Next token b", [t for t, _ in top], format_func=common.show_token)
+    p_a, p_b = counts.pair_marginals(prev, nxt)
+    posterior = info.bayes(counts.cond(nxt, prev), p_a, p_b)
+    cols[1].markdown(
+        f"P(b | a) = {counts.cond(nxt, prev):.4f}, P(a) = {p_a:.4f}, P(b) = {p_b:.4f}  \n"
+        f"Bayes: P(a | b) = P(b | a) P(a) / P(b) = **{posterior:.4f}**  \n"
+        f"Counted directly: P(a | b) = {counts.cond_prev(prev, nxt):.4f}"
+    )
+except ValueError as err:  # e.g. a one-character corpus has no pairs to count
+    st.warning(f"Not enough text for pair counts: {err}")
 
 st.header("4. The probability of a sentence")
 st.markdown(
@@ -89,11 +94,15 @@ st.markdown(
     r"and $-\log_2 P(S) / n$ is the cross-entropy in bits per token."
 )
 sentence = st.text_input("Sentence", "The object is returned by the function.")
-scored = {
-    "bigram model of the corpus (characters, add-one smoothing)": ms.bigram_model(
-        key, "characters", 1.0
-    ).sequence_probs(sentence)
-}
+scored = {}
+try:
+    bigram = ms.bigram_model(key, "characters", 1.0)
+    scored["bigram model of the corpus (characters, add-one smoothing)"] = bigram.sequence_probs(sentence)
+    unseen = sorted({c for c in sentence if c not in bigram.unigrams})
+    if unseen:
+        st.caption(f"Left out of the bigram score (never in the corpus): {''.join(unseen)!r}")
+except ValueError as err:
+    st.warning(f"Not enough text for a bigram model: {err}")
 if run is not None:
     scored[f"run {run['run_id']}"] = ms.run_token_probs(run["path"], sentence)
 for name, probs in scored.items():
@@ -148,7 +157,11 @@ st.markdown(
     r"The plug-in estimate of $H(X_t \mid X_{t-n} \ldots X_{t-1})$ from character counts: more context, less "
     "uncertainty (high orders underestimate on small corpora: most long contexts are seen once)."
 )
-curve = ms.ngram_curve(key)
+try:
+    curve = ms.ngram_curve(key)
+except ValueError as err:
+    st.warning(f"Not enough text for these estimates: {err}")
+    curve = []
 fig = go.Figure(go.Scatter(x=list(range(7)), y=curve, mode="lines+markers", name="n-gram estimate"))
 if source == "builtin:markov":
     floor = info.markov_entropy_rate(corpus.markov_chain()[1])

@@ -21,6 +21,7 @@ with st.expander("New run", expanded="follow_run" not in st.session_state):
         "Corpus (choose others on the Data page)",
         choices,
         index=choices.index(chosen) if chosen in choices else 0,
+        format_func=common.corpus_label,
     )
     cols = st.columns(3)
     model = cols[0].selectbox(
@@ -48,7 +49,9 @@ with st.expander("New run", expanded="follow_run" not in st.session_state):
     batch = cols[2].number_input("Batch size", 1, 1024, recipe.batch_size, key=f"b-{model}")
     block = cols[3].number_input("Block size", 4, 1024, preset.block_size, key=f"t-{model}")
     cols = st.columns(4)
-    lr = cols[0].number_input("Learning rate", 1e-6, 1.0, recipe.lr, format="%.5f", key=f"lr-{model}")
+    lr = cols[0].number_input(
+        "Learning rate", 1e-6, 1.0, recipe.lr, step=1e-4, format="%.5f", key=f"lr-{model}"
+    )
     schedule = cols[1].selectbox(
         "Schedule", train_mod.SCHEDULES, index=train_mod.SCHEDULES.index(recipe.schedule), key=f"sch-{model}"
     )
@@ -67,12 +70,14 @@ with st.expander("New run", expanded="follow_run" not in st.session_state):
     own = source == chosen
     clean = st.session_state.get("corpus_clean", {}) if own else {}
     column = st.session_state.get("corpus_text_column") if own else None
+    if clean:
+        st.caption(f"With the Data page's cleaning: {', '.join(k.replace('_', ' ') for k in clean)}.")
     try:
         chars = len(common.load_source(source, clean, column).text)
-    except LMError as err:
+    except LMError as err:  # e.g. offline: say so, and keep the page (and a followed run) working
         st.error(str(err))
-        st.stop()
-    steps = int(length) if not by_epochs else max(1, int(length * 0.9 * chars / (batch * block)))
+        chars = None
+    steps = int(length) if not by_epochs else max(1, int(length * 0.9 * (chars or 0) / (batch * block)))
     preview = replace(recipe, steps=steps, lr=lr, schedule=schedule, warmup_steps=warmup)
     x, y = train_mod.lr_curve(preview)
     st.plotly_chart(
@@ -80,7 +85,7 @@ with st.expander("New run", expanded="follow_run" not in st.session_state):
         key="lr-preview",
     )
 
-    if st.button("Start training", type="primary"):
+    if st.button("Start training", type="primary", disabled=chars is None):
         args = [
             "--corpus",
             source,

@@ -204,7 +204,7 @@ def test_a_new_users_path_through_the_app(server, page, small_text, tmp_path):
 
     go(page, "Train")
     corpus_box = page.get_by_role("combobox", name="Corpus (choose others on the Data page)")
-    assert corpus_box.input_value().endswith("/my_text.txt")  # the upload chosen on Data, by its name
+    assert corpus_box.input_value() == "my_text.txt"  # the upload chosen on Data, by its name
     choose(page, "Model", "tiny")
     set_number(page, "Steps", 600)
     page.get_by_role("button", name="Start training").click()
@@ -266,6 +266,10 @@ def test_a_new_users_path_through_the_app(server, page, small_text, tmp_path):
     page.get_by_role("button", name="Download metrics (CSV)").wait_for()
     assert not page.get_by_text("DeltaGenerator").count()
     shot(page, "09-runs")
+    go(page, "Data")  # coming back: the page still shows the upload, not the default corpus
+    page.get_by_text("Using your earlier upload, my text.txt").wait_for()
+    assert page.get_by_text(f"{len(small_text):,}").count()
+
     statuses = sorted(p.read_text() for p in runs_dir.glob("*/status.json"))
     assert len(statuses) == 2
     assert any('"completed"' in s for s in statuses) and any('"stopped"' in s for s in statuses)

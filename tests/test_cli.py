@@ -215,4 +215,4 @@ def test_unknown_prompt_characters_are_reported_not_fatal(tiny_run):
         check=True,
     )
     assert "not in the vocabulary" in proc.stderr
-    assert proc.stdout.startswith("中文🙂")
+    assert "中文" not in proc.stdout  # the prompt is echoed as the model saw it

@@ -86,3 +86,48 @@ def test_token_probs_follow_the_chain_rule_past_the_block(tiny_run):
     assert probs.shape == (len(ids) - 1,)
     for i in (1, 10, len(ids) - 1):  # each factor is the model's next-token probability
         assert np.isclose(probs[i - 1], generate.softmax(fn(ids[:i]))[ids[i]], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny", "seed-lstm", "gru"])
+def test_incremental_logits_equal_a_full_forward_pass_at_every_step(name):
+    from dataclasses import asdict
+
+    from lmcore import models
+
+    config = models.make_config(name, vocab_size=23, block_size=12)
+    model = models.build_model(config)
+    rng = np.random.default_rng(0)
+    for w in model.weights:  # large random weights, so that a wrong cache shows in the logits
+        w.assign(rng.normal(0, 0.5, w.shape).astype("float32"))
+    decoder = generate.make_decoder(model, asdict(config), batch=2)
+    texts = [list(rng.integers(0, 23, 5)), list(rng.integers(0, 23, 5))]
+    logits = decoder.start(texts)
+    for _ in range(30):  # past the block size of 12: the GPT's window slides
+        window = decoder.window if name == "tiny" else texts
+        full = model(np.array(window, dtype=np.int32)).numpy()[:, -1]
+        assert np.abs(full).max() > 1  # the comparison is not between near-zero numbers
+        np.testing.assert_allclose(logits, full, atol=1e-4)
+        nxt = rng.integers(0, 23, 2)
+        for row, t in zip(texts, nxt, strict=True):
+            row.append(int(t))
+        logits = decoder.next(nxt)
+
+
+def test_cached_generation_matches_naive_recomputation(tiny_run):
+    fn, tok, config = generate.load_run(tiny_run)
+    cached = generate.generate(fn, tok, "The ", 60, SamplingOptions(0)).text  # past block 32: slides
+    ids, _ = generate.prompt_ids(tok, "The ")
+    for _ in range(60):  # the naive loop: the whole window every step
+        ids.append(int(np.argmax(fn(ids))))
+    assert cached == tok.decode(ids[len(tok.encode("The ")) :])
+
+
+def test_several_samples_are_one_batch(tiny_run):
+    fn, tok, _ = generate.load_run(tiny_run)
+    texts = generate.samples(fn, tok, "The ", 25, 4, SamplingOptions(1.0, seed=3))
+    assert len(texts) == 4 and len(set(texts)) > 1
+    assert texts == generate.samples(fn, tok, "The ", 25, 4, SamplingOptions(1.0, seed=3))
+    greedy = generate.samples(fn, tok, "The ", 25, 3, SamplingOptions(0))
+    assert (
+        len(set(greedy)) == 1 and greedy[0] == generate.generate(fn, tok, "The ", 25, SamplingOptions(0)).text
+    )
