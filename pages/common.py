@@ -191,23 +191,37 @@ CURVES = {
 }
 
 
+def curve_traces(df: pd.DataFrame, metric: str, smooth: float, x: str, label: str = "") -> list[dict]:
+    """Scatter arguments for one run's ``metric``: the training line (smoothed, except the
+    learning rate and speed, which are not noisy) and the validation points."""
+    train_key, val_key = CURVES[metric]
+    if df.empty or x not in df:
+        return []
+    traces = []
+    if train_key in df:
+        y = ema(df[train_key], smooth) if val_key else df[train_key]
+        traces.append(dict(x=df[x], y=y, mode="lines", name=f"{label}train"))
+    if val_key and val_key in df:
+        val = df.dropna(subset=[val_key])
+        traces.append(dict(x=val[x], y=val[val_key], mode="lines+markers", name=f"{label}validation"))
+    return traces
+
+
+def _x_title(x: str) -> str:
+    return "step" if x == "step" else "wall time (s)"
+
+
 def curve_figure(
     frames: dict[str, pd.DataFrame], metric: str, smooth: float = 0.0, log_y: bool = False, x: str = "step"
 ) -> go.Figure:
     """One chart of ``metric`` (a CURVES key) for one or more runs: train lines, validation markers."""
-    train_key, val_key = CURVES[metric]
     fig = go.Figure()
     for name, df in frames.items():
-        if df.empty or x not in df:
-            continue
-        if train_key in df:
-            fig.add_scatter(x=df[x], y=ema(df[train_key], smooth), mode="lines", name=f"{name} train")
-        if val_key and val_key in df:
-            val = df.dropna(subset=[val_key])
-            fig.add_scatter(x=val[x], y=val[val_key], mode="lines+markers", name=f"{name} validation")
+        for trace in curve_traces(df, metric, smooth, x, f"{name} "):
+            fig.add_scatter(**trace)
     fig.update_layout(
         title=metric,
-        xaxis_title="step" if x == "step" else "wall time (s)",
+        xaxis_title=_x_title(x),
         height=320,
         margin=dict(l=10, r=10, t=40, b=10),
         legend=dict(orientation="h", y=-0.25),
@@ -225,37 +239,22 @@ def live_figure(run_dir: str, size: int, smooth: float, log_y: bool, x: str) -> 
     """
     df = metrics_frame(Path(run_dir))
     fig = make_subplots(rows=3, cols=2, subplot_titles=list(CURVES), vertical_spacing=0.08)
-    for n, (train_key, val_key) in enumerate(CURVES.values() if x in df else []):
+    colors = {"train": "#1f77b4", "validation": "#ff7f0e"}
+    for n, metric in enumerate(CURVES):
         row, col = n // 2 + 1, n % 2 + 1
-        if train_key in df:
-            y = ema(df[train_key], smooth) if val_key else df[train_key]  # LR and speed are not noisy
+        for trace in curve_traces(df, metric, smooth, x):
+            color = colors[trace["name"]]
             fig.add_scatter(
-                x=df[x],
-                y=y,
-                mode="lines",
-                name="train",
-                line=dict(color="#1f77b4"),
+                **trace,
+                line=dict(color=color),
                 showlegend=n == 0,
-                legendgroup="train",
-                row=row,
-                col=col,
-            )
-        if val_key and val_key in df:
-            val = df.dropna(subset=[val_key])
-            fig.add_scatter(
-                x=val[x],
-                y=val[val_key],
-                mode="lines+markers",
-                name="validation",
-                line=dict(color="#ff7f0e"),
-                showlegend=n == 0,
-                legendgroup="val",
+                legendgroup=trace["name"],
                 row=row,
                 col=col,
             )
         if log_y:
             fig.update_yaxes(type="log", row=row, col=col)
-    fig.update_xaxes(title_text="step" if x == "step" else "wall time (s)", row=3)
+    fig.update_xaxes(title_text=_x_title(x), row=3)
     fig.update_layout(height=820, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=1.06))
     return fig
 
