@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=0)
     g.add_argument("--top-p", type=_number, default=1.0)
     g.add_argument("--seed", type=_seed)
+    g.add_argument("--repetition-penalty", type=_number, default=1.0, help="> 1 discourages repeats")
+    g.add_argument("--stop", action="append", default=[], help="end at this text (repeatable)")
     g.add_argument("--checkpoint", choices=("last", "best"), default="last")
     _common(g)
 
@@ -292,7 +294,9 @@ def cmd_generate(args) -> int:
     from lmcore import device, generate
 
     run_dir = runs.resolve(args.run, runs.runs_dir(args.runs_dir))
-    opts = generate.SamplingOptions(args.temperature, args.top_k, args.top_p, args.seed)
+    opts = generate.SamplingOptions(
+        args.temperature, args.top_k, args.top_p, args.seed, args.repetition_penalty, tuple(args.stop)
+    )
     opts.check()
     if args.length > generate.MAX_LENGTH:
         raise LMError(f"--length can be at most {generate.MAX_LENGTH}")

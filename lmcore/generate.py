@@ -23,6 +23,7 @@ from lmcore import LMError
 from lmcore import tokenizers as tok_mod
 
 MAX_LENGTH = 10_000
+TOP_CANDIDATES = 10  # candidates reported with each generated token
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,12 @@ class SamplingOptions:
     top_k: int = 0  # keep the k most likely tokens (0 = all)
     top_p: float = 1.0  # keep the smallest set whose probability reaches p (1 = all)
     seed: int | None = None  # fixed seed -> identical text
+    repetition_penalty: float = 1.0  # > 1 makes tokens already in the text less likely (1 = off)
+    stop: tuple[str, ...] = ()  # generation ends once the new text contains one of these
 
     def check(self) -> None:
+        if not np.isfinite(self.repetition_penalty) or self.repetition_penalty < 1:
+            raise LMError(f"repetition penalty must be 1 (off) or more, not {self.repetition_penalty}")
         if not np.isfinite(self.temperature) or self.temperature < 0:
             raise LMError(f"temperature must be 0 (greedy) or more, not {self.temperature}")
         if self.top_k < 0:
@@ -41,9 +46,18 @@ class SamplingOptions:
             raise LMError(f"top-p must be in (0, 1], not {self.top_p}")
 
 
-def filter_probs(logits: np.ndarray, opts: SamplingOptions) -> np.ndarray:
-    """Next-token probabilities after temperature, top-k and top-p (sums to 1)."""
-    logits = np.asarray(logits, dtype=np.float64)
+def filter_probs(logits: np.ndarray, opts: SamplingOptions, history=()) -> np.ndarray:
+    """Next-token probabilities after the repetition penalty, temperature, top-k and top-p.
+
+    The penalty (as in CTRL) divides a positive logit, or multiplies a negative one, of every
+    token in ``history`` by ``opts.repetition_penalty``.
+    """
+    logits = np.array(logits, dtype=np.float64)
+    if opts.repetition_penalty != 1 and len(history):
+        seen = np.unique(np.asarray(history, dtype=np.int64))
+        logits[seen] = np.where(
+            logits[seen] > 0, logits[seen] / opts.repetition_penalty, logits[seen] * opts.repetition_penalty
+        )
     if opts.temperature == 0:
         probs = np.zeros_like(logits)
         probs[int(np.argmax(logits))] = 1.0
@@ -285,6 +299,9 @@ class Step:
     text: str
     prob: float  # its probability under the filtered distribution it was drawn from
     raw_prob: float  # its probability under the model's plain softmax
+    candidates: list = field(
+        default_factory=list
+    )  # [(token id, raw prob, kept by the filters)], likeliest first
 
 
 @dataclass
@@ -322,13 +339,20 @@ def stream(
     rng = np.random.default_rng(opts.seed)
     decoder = logits_fn.decoder(1)
     logits = decoder.start([ids])[0]
+    new: list[int] = []
     for i in range(length):
         if i:
             logits = decoder.next([ids[-1]])[0]
-        probs = filter_probs(logits, opts)
+        probs = filter_probs(logits, opts, ids)
         nxt = int(np.argmax(probs)) if opts.temperature == 0 else int(rng.choice(len(probs), p=probs))
         ids.append(nxt)
-        yield Step(nxt, tokenizer.token(nxt), float(probs[nxt]), float(softmax(logits)[nxt]))
+        new.append(nxt)
+        raw = softmax(logits)
+        top = np.argsort(-raw, kind="stable")[:TOP_CANDIDATES]
+        candidates = [(int(t), float(raw[t]), bool(probs[t] > 0)) for t in top]
+        yield Step(nxt, tokenizer.token(nxt), float(probs[nxt]), float(raw[nxt]), candidates)
+        if opts.stop and any(s in tokenizer.decode(new) for s in opts.stop):
+            return
 
 
 def samples(
@@ -364,7 +388,30 @@ def generate(
     opts.check()
     _, notes = prompt_ids(tokenizer, prompt)
     steps = list(stream(logits_fn, tokenizer, prompt, length, opts))
-    return Generation(prompt, tokenizer.decode([s.token_id for s in steps]), steps, notes)
+    text = tokenizer.decode([s.token_id for s in steps])
+    for stop in opts.stop:  # the text ends before the stop string
+        text = text.split(stop, 1)[0] if stop else text
+    return Generation(prompt, text, steps, notes)
+
+
+def attention_maps(logits_fn: LogitsFn, ids: list[int]) -> np.ndarray:
+    """The GPT's attention weights for ``ids`` (at most one block): (layers, heads, n, n)."""
+    import tensorflow as tf
+
+    if logits_fn.config["family"] != "gpt":
+        raise LMError("attention weights exist only for the GPT models")
+    model = logits_fn.model
+    ids = np.asarray(list(ids)[-logits_fn.block_size :], dtype=np.int32)[None, :]  # (1, n)
+    x = model.get_layer("wpe")(model.get_layer("wte")(ids))
+    maps = []
+    for layer in model.layers:
+        if layer.name.startswith("block_"):
+            h = layer.ln1(x)
+            out, att = layer.attn.attention(h)  # att: (1, H, n, n)
+            maps.append(tf.convert_to_tensor(att)[0].numpy())
+            x = x + out
+            x = x + layer.mlp(layer.ln2(x))
+    return np.stack(maps)
 
 
 def load_run(run_dir: Path, which: str = "last"):

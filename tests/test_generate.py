@@ -131,3 +131,31 @@ def test_several_samples_are_one_batch(tiny_run):
     assert (
         len(set(greedy)) == 1 and greedy[0] == generate.generate(fn, tok, "The ", 25, SamplingOptions(0)).text
     )
+
+
+def test_repetition_penalty_lowers_tokens_already_seen():
+    logits = np.log(np.array([0.4, 0.3, 0.2, 0.1]))
+    plain = generate.filter_probs(logits, SamplingOptions())
+    penalized = generate.filter_probs(logits, SamplingOptions(repetition_penalty=2.0), history=[0, 0, 3])
+    assert penalized[0] < plain[0] and penalized[3] < plain[3]  # seen tokens lose probability
+    assert penalized[1] > plain[1] and penalized[2] > plain[2]
+    with pytest.raises(LMError, match="repetition penalty"):
+        SamplingOptions(repetition_penalty=0.5).check()
+
+
+def test_stop_strings_candidates_and_attention(tiny_run):
+    fn, tok, config = generate.load_run(tiny_run)
+    full = generate.generate(fn, tok, "The ", 40, SamplingOptions(0)).text
+    stop = full[5:7]
+    cut = generate.generate(fn, tok, "The ", 40, SamplingOptions(0, stop=(stop,)))
+    assert cut.text == full.split(stop, 1)[0] and len(cut.steps) < 40
+    step = next(generate.stream(fn, tok, "The ", 1, SamplingOptions(1.0, top_k=3, seed=0)))
+    assert len(step.candidates) == generate.TOP_CANDIDATES
+    assert [kept for _, _, kept in step.candidates] == [True] * 3 + [False] * 7  # top-k 3 keeps 3
+    probs = [p for _, p, _ in step.candidates]
+    assert probs == sorted(probs, reverse=True) and step.token_id in [t for t, _, k in step.candidates if k]
+    ids = [int(i) for i in tok.encode("def f(x): return x")]
+    maps = generate.attention_maps(fn, ids)
+    assert maps.shape == (config["model"]["n_layer"], config["model"]["n_head"], len(ids), len(ids))
+    np.testing.assert_allclose(maps.sum(-1), 1, atol=1e-5)  # each row is a distribution
+    assert np.allclose(np.triu(maps, k=1), 0)  # causal: nothing attends to the future
