@@ -374,7 +374,7 @@ def samples(
         if i:
             logits = decoder.next(out[:, i - 1])
         for row in range(n):
-            probs = filter_probs(logits[row], opts)
+            probs = filter_probs(logits[row], opts, [*ids, *out[row, :i]])  # penalty sees each row's own text
             out[row, i] = np.argmax(probs) if opts.temperature == 0 else rng.choice(len(probs), p=probs)
     return [tokenizer.decode(row) for row in out]
 

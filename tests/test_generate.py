@@ -159,3 +159,10 @@ def test_stop_strings_candidates_and_attention(tiny_run):
     assert maps.shape == (config["model"]["n_layer"], config["model"]["n_head"], len(ids), len(ids))
     np.testing.assert_allclose(maps.sum(-1), 1, atol=1e-5)  # each row is a distribution
     assert np.allclose(np.triu(maps, k=1), 0)  # causal: nothing attends to the future
+
+
+def test_batched_samples_apply_the_repetition_penalty_per_row(tiny_run):
+    fn, tok, _ = generate.load_run(tiny_run)
+    plain = generate.samples(fn, tok, "The ", 40, 2, SamplingOptions(0))
+    penalized = generate.samples(fn, tok, "The ", 40, 2, SamplingOptions(0, repetition_penalty=3.0))
+    assert penalized[0] == penalized[1] != plain[0]  # greedy rows agree; the penalty changes the text
