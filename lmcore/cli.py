@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("runs", help="list the runs")
     _common(r)
 
+    _add_finetune_parsers(sub)
+
     b = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     b.add_argument("what", choices=("generate",), help="generate: incremental vs naive decoding")
     b.add_argument("--tokens", type=_positive_int, default=1000, help="tokens generated per row")
@@ -351,7 +353,180 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "runs": cmd_runs, "bench": cmd_bench}
+# ---------------------------------------------------------------------------- fine-tuning
+
+
+def _add_finetune_parsers(sub) -> None:
+    def options(p, steps_help: str) -> None:
+        p.add_argument("--from", dest="parent", required=True, metavar="RUN", help="the pre-trained run")
+        p.add_argument("--freeze", default="0", help="bottom blocks frozen, with the embeddings (N or 'all')")
+        p.add_argument("--drop-top", type=int, default=0, help="remove the parent's top K blocks")
+        p.add_argument("--add-layers", type=int, default=0, help="stack K new blocks on top")
+        p.add_argument("--lr", type=_number, help="peak learning rate (default: lower than the parent's)")
+        p.add_argument("--steps", type=_positive_int, help=steps_help)
+        p.add_argument("--batch-size", type=_positive_int)
+        p.add_argument("--log-every", type=_positive_int)
+        p.add_argument("--eval-every", type=_positive_int)
+        p.add_argument("--seed", type=_seed)
+        p.add_argument("--name", help="a label for the run id")
+        p.add_argument("--run-id", help="the new run's exact id (the dashboard chooses it in advance)")
+        _common(p)
+
+    f = sub.add_parser("finetune", help="continue a pre-trained run on another corpus")
+    options(f, "optimizer steps (default 500)")
+    f.add_argument("--corpus", required=True, help="the new text: builtin:..., a file path or a URL")
+    f.add_argument("--text-column", help="the text column of a CSV corpus")
+    f.add_argument("--eval-batches", type=_positive_int)
+    f.add_argument("--sample-length", type=int)
+    f.add_argument("--scratch", action="store_true", help="same network and tokenizer, untrained (baseline)")
+
+    c = sub.add_parser("classify", help="text classification on a pre-trained run's body")
+    csub = c.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ct = csub.add_parser("train", help="train a classifier: pre-trained body, pooling, dense head")
+    options(ct, "optimizer steps (default 300)")
+    _labeled_options(ct)
+    ct.add_argument("--scratch", action="store_true", help="same network, untrained body (a baseline)")
+    cp = csub.add_parser("predict", help="label texts with a classifier run, with probabilities")
+    cp.add_argument("--run", required=True, help="a classifier run id or folder")
+    cp.add_argument("--text", action="append", required=True, help="a text to label (repeatable)")
+    _common(cp)
+    cc = csub.add_parser("compare", help="from scratch vs fine-tuned vs body frozen, over seeds")
+    cc.add_argument("--from", dest="parent", required=True, metavar="RUN", help="the pre-trained run")
+    _labeled_options(cc)
+    cc.add_argument("--steps", type=_positive_int, help="optimizer steps per run (default 300)")
+    cc.add_argument("--seeds", type=_positive_int, default=3, help="seeds per variant (default 3)")
+    cc.add_argument("--compare-id", help="the comparison's id (the dashboard chooses it in advance)")
+    _common(cc)
+
+    lc = sub.add_parser("compare", help="language-model form: scratch vs fine-tuned vs body frozen")
+    lc.add_argument("--from", dest="parent", required=True, metavar="RUN", help="the pre-trained run")
+    lc.add_argument("--corpus", required=True, help="the new text")
+    lc.add_argument("--steps", type=_positive_int, help="optimizer steps per run (default 500)")
+    lc.add_argument("--seeds", type=_positive_int, default=1, help="seeds per variant (default 1)")
+    lc.add_argument("--eval-every", type=_positive_int)
+    lc.add_argument("--compare-id", help="the comparison's id (the dashboard chooses it in advance)")
+    _common(lc)
+
+
+def _labeled_options(p) -> None:
+    p.add_argument("--data", required=True, help="builtin:reviews, keras:imdb, or a CSV file")
+    p.add_argument("--text-column", default="text", help="the CSV column with the text (default text)")
+    p.add_argument("--label-column", default="label", help="the CSV column with the label (default label)")
+
+
+def cmd_finetune(args) -> int:
+    from lmcore import device, finetune
+
+    root = runs.runs_dir(args.runs_dir)
+    _check_new_run_id(root, args.run_id)
+    parent = finetune.load_parent(args.parent, root)
+    s = finetune.surgery(parent.config["model"], args.freeze, args.drop_top, args.add_layers)
+    train_config = finetune.train_config_for(
+        parent,
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        log_every=args.log_every,
+        eval_every=args.eval_every,
+        eval_batches=args.eval_batches,
+        sample_length=args.sample_length,
+        seed=args.seed,
+    )
+    job, record = finetune.prepare(parent, args.corpus, s, train_config, args.text_column)
+    oov = record["oov"]
+    if oov["unknown"]:
+        shown = ", ".join(f"{k!r} x{v}" for k, v in oov["examples"][:5])
+        print(
+            f"note: {oov['unknown']:,} token(s) of the new text ({oov['distinct']} distinct) are not in "
+            f"the parent's vocabulary and are {oov['handling']}: {shown}",
+            file=sys.stderr,
+        )
+    device.import_tensorflow()
+    result = finetune.start(
+        parent, job, record, root, args.name, Progress(job.train.steps), args.run_id, scratch=args.scratch
+    )
+    return _report(result, args.json)
+
+
+def _check_new_run_id(root, run_id: str | None) -> None:
+    if run_id:
+        runs.check_run_id(run_id)
+        if (root / run_id).exists():
+            raise LMError(f"a run named {run_id!r} already exists in {root}")
+
+
+def cmd_classify(args) -> int:
+    from lmcore import classify
+
+    root = runs.runs_dir(args.runs_dir)
+    if args.action == "predict":
+        from lmcore import device
+
+        device.import_tensorflow()
+        predictor = classify.load_classifier(runs.resolve(args.run, root))
+        results = predictor.predict(args.text)
+        for r in results:
+            if args.json:
+                print(json.dumps(r, ensure_ascii=False))
+            else:
+                probs = ", ".join(f"{k} {v:.3f}" for k, v in r["probabilities"].items())
+                print(f"{r['label']}\t({probs})\t{r['text'][:60]!r}")
+        return 0
+    if args.action == "compare":
+        return _print_comparison(classify.compare(args, root, listener=_compare_listener()), args.json)
+    _check_new_run_id(root, args.run_id)
+    result = classify.train_from_args(args, root, listener=Progress(args.steps or classify.DEFAULT_STEPS))
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(
+            f"run {result['run_id']} {result['status']}: held-out accuracy {result['accuracy']:.3f}, "
+            f"macro-F1 {result['macro_f1']:.3f} on {result['test_examples']} examples"
+            if result.get("accuracy") is not None
+            else f"run {result['run_id']} {result['status']} ({result.get('message')})"
+        )
+    return 1 if result["status"] == "failed" else 0
+
+
+def cmd_compare(args) -> int:
+    from lmcore import classify
+
+    root = runs.runs_dir(args.runs_dir)
+    return _print_comparison(classify.compare_lm(args, root, listener=_compare_listener()), args.json)
+
+
+def _compare_listener():
+    def report(event: str, record: dict) -> None:
+        if event == "run":
+            line = f"{record['variant']} seed {record['seed']}: {record['summary']}"
+            print(line, file=sys.stderr, flush=True)
+
+    return report
+
+
+def _print_comparison(table: dict, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(table, ensure_ascii=False))
+        return 0
+    metric = table["metric"]
+    print(f"comparison {table['compare_id']} ({metric}, {table['seeds']} seed(s))")
+    for row in table["rows"]:
+        values = ", ".join(f"{v:.4f}" for v in row["values"])
+        print(f"  {row['variant']:<22} mean {row['mean']:.4f} ± {row['std']:.4f}  [{values}]")
+    for key, text in table.get("margins", {}).items():
+        print(f"  margin {key}: {text}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "generate": cmd_generate,
+    "runs": cmd_runs,
+    "bench": cmd_bench,
+    "finetune": cmd_finetune,
+    "classify": cmd_classify,
+    "compare": cmd_compare,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

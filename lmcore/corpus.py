@@ -6,6 +6,8 @@ A source is named by one string everywhere (command line, API, dashboard):
   the offline default.
 - ``builtin:markov``: 400,000 symbols from a seeded random Markov chain whose exact entropy
   rate is known (:func:`markov_chain`), so a trained model can be compared with the floor.
+- ``builtin:reviews``: 6,000 short product and film reviews generated from hand-written
+  pieces (:mod:`lmcore.reviews`), unlabeled: in-domain text for the sentiment classifier.
 - ``builtin:tiny-shakespeare``: downloaded once, verified by SHA-256, cached in the data
   directory (``LMLAB_DATA_DIR``, default ``~/.cache/lmlab``). ``LMLAB_TINY_SHAKESPEARE_URL``
   overrides the address (tests serve the file from 127.0.0.1).
@@ -48,7 +50,7 @@ import numpy as np
 from lmcore import LMError
 
 DEFAULT_SOURCE = "builtin:python-docs"
-BUILTIN_SOURCES = ("builtin:python-docs", "builtin:tiny-shakespeare", "builtin:markov")
+BUILTIN_SOURCES = ("builtin:python-docs", "builtin:tiny-shakespeare", "builtin:markov", "builtin:reviews")
 
 MARKOV_ALPHABET = "abcdefgh ."  # the synthetic corpus's symbols
 MARKOV_SEED = 2026
@@ -301,6 +303,12 @@ def markov_text(length: int = MARKOV_LENGTH, seed: int = MARKOV_SEED) -> str:
     return "".join(np.array(list(alphabet))[out])
 
 
+def _reviews() -> str:
+    from lmcore import reviews
+
+    return reviews.unlabeled_text()
+
+
 def _python_docs() -> str:
     from pydoc_data.topics import topics
 
@@ -460,6 +468,7 @@ def load(
     builtins = {
         "builtin:python-docs": _python_docs,
         "builtin:markov": markov_text,
+        "builtin:reviews": _reviews,
         "builtin:tiny-shakespeare": lambda: tiny_shakespeare(progress),
     }
     if source in builtins:

@@ -252,6 +252,8 @@ def summary(run_dir: Path) -> dict:
         "best_val_loss": status.get("best_val_loss"),
         "message": status.get("message"),
         "created": config.get("created"),
+        "parent": config.get("parent"),  # the run this one was fine-tuned from
+        "task": config.get("task", "lm"),  # "lm", or "classify" for a classifier
         "path": str(run_dir),
     }
 

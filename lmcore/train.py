@@ -529,15 +529,21 @@ def start(
     listener: Listener | None = None,
     parent: str | None = None,
     run_id: str | None = None,
+    build: Callable | None = None,
+    extra: dict | None = None,
 ) -> dict:
-    """Create the run folder for a prepared job and train it."""
+    """Create the run folder for a prepared job and train it.
+
+    ``build()``, when given, makes the uncompiled model instead of a fresh one (fine-tuning
+    builds it from a parent run); ``extra`` adds keys to the run's config.json.
+    """
     from lmcore import device, models
 
     info = device.describe()
     device.setup(info)
     run_dir = runs.create(runs_root, run_id or runs.new_run_id(job.model_name, name))
     with runs.training_lock(run_dir):
-        runs.write_json(run_dir / "config.json", job.config_json(info, parent))
+        runs.write_json(run_dir / "config.json", {**job.config_json(info, parent), **(extra or {})})
         tok_mod.save(job.tokenizer, run_dir / "tokenizer.json")
         if not job.data.source.startswith("builtin:"):
             with open(run_dir / "corpus.txt", "w", encoding="utf-8", newline="") as f:
@@ -547,7 +553,7 @@ def start(
 
         def make_model():
             _seed(job.train.seed)
-            model = models.build_model(job.model_config)
+            model = build() if build else models.build_model(job.model_config)
             compile_model(model, job.train, job.model_config.family)
             return model
 
