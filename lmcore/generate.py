@@ -1,9 +1,13 @@
 """Generation: sample text from a trained run, one token at a time.
 
-Each step runs the model on the last ``block_size`` tokens, padded on the right to a fixed
-shape so that one compiled function serves every step (causal models ignore what lies to
-the right of the position read). Sampling happens in NumPy with a seeded generator, so a
-fixed seed gives identical text; temperature 0 is greedy decoding.
+Decoding is incremental: the GPT keeps a key/value cache and the recurrent models carry
+their state, so each new token costs one position's work, not the whole window's. Tokens
+are produced in chunks by one compiled loop (``tf.while_loop`` under XLA) that steps the
+model, filters the distribution (repetition penalty, temperature, top-k, top-p) and draws
+the token, all in the graph; Python only sees each chunk's tokens and the candidates they
+were chosen from. Draws use stateless random numbers keyed by (seed, token index), so a
+fixed seed gives identical text however the work is chunked; temperature 0 is greedy.
+:func:`filter_probs` is the same filter in NumPy, the reference the tests hold it to.
 
 Fallbacks (documented, never a crash): an empty prompt starts from a newline (or token 0
 when the vocabulary has no newline); prompt characters the vocabulary lacks are dropped
@@ -16,6 +20,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,6 +29,7 @@ from lmcore import tokenizers as tok_mod
 
 MAX_LENGTH = 10_000
 TOP_CANDIDATES = 10  # candidates reported with each generated token
+CHUNK = 16  # tokens per call of the compiled decoding loop (the page streams chunk by chunk)
 
 
 @dataclass(frozen=True)
@@ -93,10 +99,10 @@ class LogitsFn:
     (key/value cache or carried state) that generation uses.
     """
 
-    def __init__(self, model, model_config: dict):
+    def __init__(self, model, model_config: dict, jit: bool = True):
         import tensorflow as tf
 
-        self.model, self.config = model, model_config
+        self.model, self.config, self.jit = model, model_config, jit
         self.block_size = model_config["block_size"]
         spec = tf.TensorSpec((None, self.block_size), tf.int32)
         self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
@@ -116,7 +122,7 @@ class LogitsFn:
     def decoder(self, batch: int = 1):
         """The incremental decoder for ``batch`` rows (built once per batch size)."""
         if batch not in self._decoders:
-            self._decoders[batch] = make_decoder(self.model, self.config, batch)
+            self._decoders[batch] = make_decoder(self.model, self.config, batch, self.jit)
         return self._decoders[batch]
 
 
@@ -137,10 +143,176 @@ def token_probs(logits_fn: LogitsFn, ids: list[int]) -> np.ndarray:
     return np.array(probs)
 
 
-# ---------------------------------------------------------------------------- incremental decoding
+# ---------------------------------------------------------------------------- in-graph sampling
 
 
-class GPTDecoder:
+def _tf_filter(logits, seen, temperature, top_k, top_p, penalty):
+    """:func:`filter_probs` in TensorFlow, for rows of logits (B, V); ``seen`` (B, V) bool.
+
+    Everything is a tensor (no Python branches on the options), so one compiled loop serves
+    every setting.
+    """
+    import tensorflow as tf
+
+    logits = tf.where(seen, tf.where(logits > 0, logits / penalty, logits * penalty), logits)
+    V = tf.shape(logits)[-1]
+    greedy = tf.one_hot(tf.argmax(logits, -1, output_type=tf.int32), V)
+    z = logits / tf.maximum(temperature, 1e-6)
+    k = tf.where((top_k > 0) & (top_k < V), top_k, V)
+    kth = tf.gather(tf.sort(z, axis=-1, direction="DESCENDING"), k - 1, axis=-1)[:, None]  # (B, 1)
+    probs = tf.nn.softmax(tf.where(z >= kth, z, -math.inf))
+    # Nucleus: keep the likeliest tokens up to and including the one whose cumulative
+    # probability reaches top_p (the same count as the NumPy reference keeps).
+    desc = tf.sort(probs, axis=-1, direction="DESCENDING")
+    count = tf.reduce_sum(tf.cast(tf.cumsum(desc, axis=-1) < top_p, tf.int32), -1)  # (B,)
+    floor = tf.gather(desc, tf.minimum(count, V - 1), axis=-1, batch_dims=1)[:, None]
+    nucleus = tf.where(probs >= floor, probs, 0.0)
+    probs = tf.where(top_p < 1, nucleus / tf.reduce_sum(nucleus, -1, keepdims=True), probs)
+    return tf.where(temperature > 0, probs, greedy)
+
+
+def _tf_pick(logits, seen, params, index):
+    """Filter and draw one token per row; returns (token (B,), facts about it, new ``seen``).
+
+    ``params`` = (temperature, top_k, top_p, penalty, seed); the draw is keyed by (seed,
+    index), where ``index`` counts the tokens generated so far.
+    """
+    import tensorflow as tf
+
+    temperature, top_k, top_p, penalty, seed = params
+    probs = _tf_filter(logits, seen, temperature, top_k, top_p, penalty)
+    # Inverse-CDF draw from one stateless uniform number per row: token i is drawn when
+    # cum[i-1] <= u < cum[i], so a token the filters removed (zero probability) never is.
+    cum = tf.cumsum(probs, axis=-1)
+    u = tf.random.stateless_uniform(
+        (tf.shape(probs)[0], 1), tf.stack([seed, tf.cast(index, tf.int64)]), alg="philox"
+    )
+    drawn = tf.reduce_sum(tf.cast(cum <= u * cum[:, -1:], tf.int32), -1)
+    token = tf.where(temperature > 0, drawn, tf.argmax(probs, -1, output_type=tf.int32))
+    raw = tf.nn.softmax(logits)
+    top_raw, top_ids = tf.math.top_k(raw, k=min(TOP_CANDIDATES, logits.shape[-1]))
+    facts = (
+        tf.gather(probs, token, axis=-1, batch_dims=1),  # chosen token: filtered probability
+        tf.gather(raw, token, axis=-1, batch_dims=1),  # ... and the model's own
+        top_ids,
+        top_raw,
+        tf.gather(probs, top_ids, axis=-1, batch_dims=1),  # the candidates after the filters
+    )
+    return token, facts, seen | tf.one_hot(token, tf.shape(logits)[-1], on_value=True, off_value=False)
+
+
+class _Carry:
+    """One generation's own state: the tokens in the window and the cache or recurrent state.
+
+    Kept apart from the decoder (whose compiled functions are shared) so that several
+    sessions can generate with one loaded model at the same time.
+    """
+
+    def __init__(self, window: list[list[int]]):
+        self.window, self.state = window, None
+
+
+class _Decoder:
+    """What both incremental decoders share: sampling in the graph, in chunks.
+
+    A subclass provides ``_step_impl(token, pos, state) -> (logits, state)`` (one token per
+    row, in the graph), ``_begin(carry)`` and ``_feed(carry, tokens)`` (the Python-level
+    steps; each returns the next logits) and ``_room(carry)``: how many more tokens the
+    compiled loop may add before the Python side must rebuild the state. ``start``/``next``
+    step one shared carry, for the tests and the benchmark's equality check.
+    """
+
+    def _compile_loop(self, jit: bool):
+        """``jit``: XLA for the loop, about 3x the speed of the same loop without it (nano, CPU),
+        after a compilation of a few seconds."""
+        import tensorflow as tf
+
+        self.jit = jit
+        self._pick = tf.function(_tf_pick, jit_compile=jit)
+        self._loop = tf.function(self._loop_impl, jit_compile=jit)
+        self._carry = _Carry([])
+
+    @property
+    def window(self) -> list[list[int]]:
+        return self._carry.window
+
+    def start(self, prompts: list[list[int]]) -> np.ndarray:
+        """Encode one prompt per row (equal lengths); returns next-token logits (B, V)."""
+        self._carry = _Carry([list(p) for p in prompts])
+        return self._begin(self._carry)
+
+    def next(self, tokens) -> np.ndarray:
+        """Append one token per row; returns the logits (B, V) that follow it."""
+        return self._feed(self._carry, [int(t) for t in tokens])
+
+    def _loop_impl(self, token, pos, state, seen, params, index, n):
+        """Feed ``token`` and keep going for ``n`` tokens; returns (tokens (n, B), facts, ...)."""
+        import tensorflow as tf
+
+        def body(i, token, state, seen, arrays):
+            logits, state = self._step_impl(token, pos + i, state)
+            token, facts, seen = _tf_pick(logits, seen, params, index + i)
+            arrays = tuple(a.write(i, x) for a, x in zip(arrays, (token, *facts), strict=True))
+            return i + 1, token, state, seen, arrays
+
+        # A fixed size, so that XLA compiles once; the loop fills the first ``n`` rows.
+        arrays = tuple(
+            tf.TensorArray(dtype, size=CHUNK)
+            for dtype in (tf.int32, *[tf.float32] * 2, tf.int32, *[tf.float32] * 2)
+        )
+        _, token, state, seen, arrays = tf.while_loop(
+            lambda i, *_: i < n, body, (tf.constant(0), token, state, seen, arrays)
+        )
+        return tuple(a.stack() for a in arrays), state, seen
+
+    def sample(self, prompts: list[list[int]], length: int, opts: SamplingOptions, chunk: int = CHUNK):
+        """Yield (tokens (B,), facts) for ``length`` tokens after equally long ``prompts``.
+
+        ``facts`` = (probability after the filters, raw probability, top candidate ids, their
+        raw and filtered probabilities), NumPy arrays with a leading batch axis.
+        """
+        import tensorflow as tf
+
+        if not 1 <= chunk <= CHUNK:
+            raise ValueError(f"chunk must be between 1 and {CHUNK}, not {chunk}")
+        seed = opts.seed if opts.seed is not None else int(np.random.default_rng().integers(2**31))
+        params = (
+            tf.constant(opts.temperature, tf.float32),
+            tf.constant(opts.top_k, tf.int32),
+            tf.constant(opts.top_p, tf.float32),
+            tf.constant(opts.repetition_penalty, tf.float32),
+            tf.constant(seed, tf.int64),
+        )
+        seen = np.zeros((len(prompts), self.vocab_size), dtype=bool)
+        for row, ids in zip(seen, prompts, strict=True):
+            row[np.asarray(ids, dtype=np.int64)] = True
+        seen = tf.constant(seen)
+        carry = _Carry([list(p) for p in prompts])
+        logits, done = self._begin(carry), 0
+        while True:
+            # One token from logits computed on the Python side (after the prompt, or after
+            # the window slid), then as many as the state has room for from the compiled loop.
+            token, facts, seen = self._pick(tf.constant(logits), seen, params, tf.constant(done, tf.int32))
+            yield token.numpy(), tuple(f.numpy() for f in facts)
+            done += 1
+            while done < length and self._room(carry) > 0:
+                n = min(chunk, self._room(carry), length - done)
+                fed = token.numpy()
+                arrays, carry.state, seen = self._loop(
+                    token, self._pos(carry), carry.state, seen, params, tf.constant(done), tf.constant(n)
+                )
+                arrays = [a.numpy()[:n] for a in arrays]
+                self._advance(carry, fed, arrays[0])
+                token = tf.constant(arrays[0][-1])
+                for i in range(n):
+                    yield arrays[0][i], tuple(a[i] for a in arrays[1:])
+                done += n
+            if done >= length:
+                return
+            logits = self._feed(carry, [int(t) for t in token.numpy()])
+
+
+class GPTDecoder(_Decoder):
     """Key/value-cached decoding for the GPT: each new token attends to stored keys and values.
 
     The cache holds ``block_size`` positions per layer, (L, B, H, T, D) for keys and values.
@@ -151,24 +323,25 @@ class GPTDecoder:
     those of a full forward pass over the current window.
     """
 
-    def __init__(self, model, block_size: int, batch: int = 1):
+    def __init__(self, model, block_size: int, batch: int = 1, jit: bool = True):
         import tensorflow as tf
 
         self.model, self.T, self.B = model, block_size, batch
         self.wte, self.wpe, self.ln_f = (model.get_layer(n) for n in ("wte", "wpe", "ln_f"))
+        self.vocab_size = self.wte.input_dim
         self.blocks = [layer for layer in model.layers if layer.name.startswith("block_")]
         attn = self.blocks[0].attn
         self.H, self.D = attn.n_head, attn.n_embd // attn.n_head
         ids = tf.TensorSpec((batch, block_size), tf.int32)
-        # No XLA here: on the CPU a jit-compiled step took about 1 s per call (measured with
-        # nano, batch 1, 2026-11-28) against 3.5 ms without it.
         self._prefill = tf.function(self._prefill_impl, input_signature=[ids, tf.TensorSpec((), tf.int32)])
         cache = tf.TensorSpec((len(self.blocks), batch, self.H, block_size, self.D), tf.float32)
-        self._step = tf.function(
-            self._step_impl,
+        # The single step is not jit-compiled: called once per token from Python, an XLA
+        # step took about 1 s per call on the CPU (nano, batch 1, 2026-11-28) against 3.5 ms.
+        self._single = tf.function(
+            lambda token, pos, K, V: self._step_impl(token, pos, (K, V)),
             input_signature=[tf.TensorSpec((batch,), tf.int32), tf.TensorSpec((), tf.int32), cache, cache],
         )
-        self.window: list[list[int]] = []
+        self._compile_loop(jit)
 
     def _heads(self, x):  # (B, n, C) -> (B, H, n, D)
         import tensorflow as tf
@@ -192,11 +365,12 @@ class GPTDecoder:
         logits = self.wte(self.ln_f(x), reverse=True)  # (B, T, V)
         return logits[:, n - 1], tf.stack(ks), tf.stack(vs)  # (B, V), (L, B, H, T, D) twice
 
-    def _step_impl(self, token, pos, K, V):
-        """One new token per row at position ``pos``; returns (logits (B, V), K, V)."""
+    def _step_impl(self, token, pos, state):
+        """One new token per row at position ``pos``; returns (logits (B, V), (K, V))."""
         import tensorflow as tf
 
-        x = self.wte(token[:, None]) + tf.cast(self.wpe.pos[pos][None, None, :], tf.float32)  # (B, 1, C)
+        K, V = state
+        x = self.wte(token[:, None]) + tf.cast(tf.gather(self.wpe.pos, pos)[None, None, :], tf.float32)
         write = tf.one_hot(pos, self.T)[None, None, :, None]  # (1, 1, T, 1): the slot to fill
         visible = tf.range(self.T) <= pos  # (T,)
         new_k, new_v = [], []
@@ -213,82 +387,114 @@ class GPTDecoder:
             new_k.append(Ki)
             new_v.append(Vi)
         logits = self.wte(self.ln_f(x), reverse=True)[:, 0]  # (B, V)
-        return logits, tf.stack(new_k), tf.stack(new_v)
+        return logits, (tf.stack(new_k), tf.stack(new_v))
 
-    def _rebuild(self) -> np.ndarray:
-        n = len(self.window[0])
+    def _begin(self, carry: _Carry) -> np.ndarray:
+        """(Re)build the cache from the window in one pass; returns the next logits."""
+        carry.window = [row[-self.T :] for row in carry.window]
+        n = len(carry.window[0])
         ids = np.zeros((self.B, self.T), dtype=np.int32)
-        ids[:, :n] = np.array(self.window, dtype=np.int32)
-        logits, self.K, self.V = self._prefill(ids, np.int32(n))
+        ids[:, :n] = np.array(carry.window, dtype=np.int32)
+        logits, K, V = self._prefill(ids, np.int32(n))
+        carry.state = (K, V)
         return logits.numpy()
 
-    def start(self, prompts: list[list[int]]) -> np.ndarray:
-        """Encode one prompt per row (equal lengths); returns next-token logits (B, V)."""
-        self.window = [list(p)[-self.T :] for p in prompts]
-        return self._rebuild()
-
-    def next(self, tokens) -> np.ndarray:
-        """Append one token per row; returns the logits (B, V) that follow it."""
-        tokens = [int(t) for t in tokens]
-        for row, t in zip(self.window, tokens, strict=True):
+    def _feed(self, carry: _Carry, tokens: list[int]) -> np.ndarray:
+        for row, t in zip(carry.window, tokens, strict=True):
             row.append(t)
-        if len(self.window[0]) > self.T:  # the window is full: slide it and rebuild the cache
-            self.window = [row[-(self.T // 2) :] for row in self.window]
-            return self._rebuild()
-        pos = np.int32(len(self.window[0]) - 1)
-        logits, self.K, self.V = self._step(np.asarray(tokens, dtype=np.int32), pos, self.K, self.V)
+        if len(carry.window[0]) > self.T:  # the window is full: slide it and rebuild the cache
+            carry.window = [row[-(self.T // 2) :] for row in carry.window]
+            return self._begin(carry)
+        pos = np.int32(len(carry.window[0]) - 1)
+        logits, carry.state = self._single(np.asarray(tokens, dtype=np.int32), pos, *carry.state)
         return logits.numpy()
 
+    def _room(self, carry: _Carry) -> int:
+        return self.T - len(carry.window[0])
 
-class RNNDecoder:
+    def _pos(self, carry: _Carry):
+        return _tf_int(len(carry.window[0]))
+
+    def _advance(self, carry: _Carry, fed, tokens) -> None:
+        """The loop fed ``fed``, then all but the last of ``tokens`` (which is fed next)."""
+        for b, row in enumerate(carry.window):
+            row.append(int(fed[b]))
+            row.extend(int(t) for t in tokens[:-1, b])
+
+
+class RNNDecoder(_Decoder):
     """State-carrying decoding for seed-lstm and the GRU: one step per token, as the one-step
     model of TensorFlow's text-generation tutorial does; the state summarizes all the text."""
 
-    def __init__(self, model, batch: int = 1):
+    def __init__(self, model, batch: int = 1, jit: bool = True):
         import tensorflow as tf
 
         self.B = batch
         self.embedding = model.get_layer("embedding")
+        self.vocab_size = self.embedding.input_dim
         self.layers = [layer for layer in model.layers if layer.name.startswith(("lstm_", "gru_"))]
         self.head = model.get_layer("head")
-        self._step = tf.function(self._step_impl)
-        self.states = None
+        self._single = tf.function(lambda token, state: self._step_impl(token, 0, state))
+        self._compile_loop(jit)
 
-    def _step_impl(self, token, states):
+    def _step_impl(self, token, pos, state):
         x = self.embedding(token)  # (B, E)
         out = []
-        for layer, state in zip(self.layers, states, strict=True):
-            x, new = layer.cell(x, list(state))
+        for layer, carried in zip(self.layers, state, strict=True):
+            x, new = layer.cell(x, list(carried))
             out.append(tuple(new))
         return self.head(x), tuple(out)  # (B, V)
 
-    def _zero(self):
+    def _begin(self, carry: _Carry) -> np.ndarray:
         import tensorflow as tf
 
-        return tuple(
+        carry.state = tuple(
             tuple(
                 tf.zeros((self.B, layer.cell.units)) for _ in range(2 if layer.name.startswith("lstm") else 1)
             )
             for layer in self.layers
         )
-
-    def start(self, prompts: list[list[int]]) -> np.ndarray:
-        self.states = self._zero()
-        ids = np.array(prompts, dtype=np.int32)  # (B, n)
+        ids = np.array(carry.window, dtype=np.int32)  # (B, n)
+        carry.window = []  # the state holds the text; no window to keep
         for t in range(ids.shape[1]):
-            logits, self.states = self._step(ids[:, t], self.states)
+            logits, carry.state = self._single(ids[:, t], carry.state)
         return logits.numpy()
 
-    def next(self, tokens) -> np.ndarray:
-        logits, self.states = self._step(np.asarray(tokens, dtype=np.int32), self.states)
+    def _feed(self, carry: _Carry, tokens: list[int]) -> np.ndarray:
+        logits, carry.state = self._single(np.asarray(tokens, dtype=np.int32), carry.state)
         return logits.numpy()
 
+    def _room(self, carry: _Carry) -> int:
+        return MAX_LENGTH  # the state never fills up
 
-def make_decoder(model, config: dict, batch: int = 1):
+    def _pos(self, carry: _Carry):
+        return _tf_int(0)
+
+    def _advance(self, carry: _Carry, fed, tokens) -> None:
+        pass
+
+
+def _tf_int(value: int):
+    import tensorflow as tf
+
+    return tf.constant(value, tf.int32)
+
+
+def make_decoder(model, config: dict, batch: int = 1, jit: bool = True):
     """The incremental decoder for a model built from ``config`` (the run's model config)."""
     if config["family"] == "gpt":
-        return GPTDecoder(model, config["block_size"], batch)
-    return RNNDecoder(model, batch)
+        return GPTDecoder(model, config["block_size"], batch, jit)
+    return RNNDecoder(model, batch, jit)
+
+
+class Candidate(NamedTuple):
+    token_id: int
+    raw_prob: float  # under the model's plain softmax
+    prob: float  # after the repetition penalty, temperature, top-k and top-p (0 = filtered out)
+
+    @property
+    def kept(self) -> bool:
+        return self.prob > 0
 
 
 @dataclass
@@ -299,9 +505,12 @@ class Step:
     text: str
     prob: float  # its probability under the filtered distribution it was drawn from
     raw_prob: float  # its probability under the model's plain softmax
-    candidates: list = field(
-        default_factory=list
-    )  # [(token id, raw prob, kept by the filters)], likeliest first
+    candidates: list[Candidate] = field(default_factory=list)  # the likeliest first
+
+    @property
+    def surprisal_bits(self) -> float:
+        """-log2 of its probability under the model: how surprising the model found it."""
+        return -math.log2(max(self.raw_prob, 1e-300))
 
 
 @dataclass
@@ -333,24 +542,18 @@ def prompt_ids(tokenizer, prompt: str) -> tuple[list[int], list[str]]:
 def stream(
     logits_fn: LogitsFn, tokenizer, prompt: str, length: int, opts: SamplingOptions = SamplingOptions()
 ) -> Iterator[Step]:
-    """Yield ``length`` generated tokens one at a time."""
+    """Yield up to ``length`` generated tokens one at a time (fewer if a stop string appears)."""
     opts.check()
     ids, _ = prompt_ids(tokenizer, prompt)
-    rng = np.random.default_rng(opts.seed)
-    decoder = logits_fn.decoder(1)
-    logits = decoder.start([ids])[0]
     new: list[int] = []
-    for i in range(length):
-        if i:
-            logits = decoder.next([ids[-1]])[0]
-        probs = filter_probs(logits, opts, ids)
-        nxt = int(np.argmax(probs)) if opts.temperature == 0 else int(rng.choice(len(probs), p=probs))
-        ids.append(nxt)
+    for token, (prob, raw, top_ids, top_raw, top_prob) in logits_fn.decoder(1).sample([ids], length, opts):
+        nxt = int(token[0])
         new.append(nxt)
-        raw = softmax(logits)
-        top = np.argsort(-raw, kind="stable")[:TOP_CANDIDATES]
-        candidates = [(int(t), float(raw[t]), bool(probs[t] > 0)) for t in top]
-        yield Step(nxt, tokenizer.token(nxt), float(probs[nxt]), float(raw[nxt]), candidates)
+        candidates = [
+            Candidate(int(t), float(r), float(p))
+            for t, r, p in zip(top_ids[0], top_raw[0], top_prob[0], strict=True)
+        ]
+        yield Step(nxt, tokenizer.token(nxt), float(prob[0]), float(raw[0]), candidates)
         if opts.stop and any(s in tokenizer.decode(new) for s in opts.stop):
             return
 
@@ -366,17 +569,8 @@ def samples(
     """``n`` continuations of one prompt, generated together as one batch."""
     opts.check()
     ids, _ = prompt_ids(tokenizer, prompt)
-    rng = np.random.default_rng(opts.seed)
-    decoder = logits_fn.decoder(n)
-    logits = decoder.start([ids] * n)
-    out = np.zeros((n, length), dtype=np.int64)
-    for i in range(length):
-        if i:
-            logits = decoder.next(out[:, i - 1])
-        for row in range(n):
-            probs = filter_probs(logits[row], opts, [*ids, *out[row, :i]])  # penalty sees each row's own text
-            out[row, i] = np.argmax(probs) if opts.temperature == 0 else rng.choice(len(probs), p=probs)
-    return [tokenizer.decode(row) for row in out]
+    out = [token for token, _ in logits_fn.decoder(n).sample([ids] * n, length, opts)]  # (length, n)
+    return [tokenizer.decode(row) for row in np.array(out).T]
 
 
 def generate(
@@ -412,6 +606,12 @@ def attention_maps(logits_fn: LogitsFn, ids: list[int]) -> np.ndarray:
             x = x + out
             x = x + layer.mlp(layer.ln2(x))
     return np.stack(maps)
+
+
+def warm_up(logits_fn: LogitsFn) -> None:
+    """Trace and compile the single-row decoder (XLA takes a few seconds on the CPU)."""
+    for _ in logits_fn.decoder(1).sample([[0]], 2, SamplingOptions(0)):
+        pass
 
 
 def load_run(run_dir: Path, which: str = "last"):

@@ -1,14 +1,15 @@
-"""Generate: sample text from a trained run and see how likely each next token is."""
+"""Generate: sample text from a trained run, and see why each token was chosen."""
 
 import time
 from pathlib import Path
 
-import pandas as pd
-import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from lmcore import LMError, generate, runs
 from pages import common
+
+ATTENTION_TOKENS = 48  # the heatmap shows the attention among the last this-many tokens
 
 st.title("Generate")
 choices = common.run_choices(lambda r: runs.existing_checkpoint(Path(r["path"])) is not None)
@@ -23,53 +24,161 @@ run_dir = Path(run["path"])
 which = st.radio("Checkpoint", ["last", "best"], horizontal=True, help="best = lowest validation loss so far")
 
 prompt = st.text_area("Prompt", "The ", height=80)
-cols = st.columns(5)
+cols = st.columns(4)
 temperature = cols[0].slider(
     "Temperature", 0.0, 2.0, 0.8, 0.05, help="0 = greedy: always the likeliest token"
 )
-top_k = cols[1].number_input("Top-k (0 = off)", 0, 100_000, 0)
-top_p = cols[2].slider("Top-p", 0.05, 1.0, 1.0, 0.05)
-length = cols[3].number_input("Length (tokens)", 1, generate.MAX_LENGTH, 200)
-seed = cols[4].number_input("Seed", 0, 2**31 - 1, 0)
+top_k = cols[1].number_input("Top-k (0 = off)", 0, 100_000, 0, help="keep only the k likeliest tokens")
+top_p = cols[2].slider(
+    "Top-p", 0.05, 1.0, 1.0, 0.05, help="keep the likeliest tokens until their probabilities add up to p"
+)
+penalty = cols[3].slider(
+    "Repetition penalty", 1.0, 3.0, 1.0, 0.05, help="above 1, tokens already in the text become less likely"
+)
+cols = st.columns(4)
+length = cols[0].number_input("Length (tokens)", 1, generate.MAX_LENGTH, 200)
+seed = cols[1].number_input("Seed", 0, 2**31 - 1, 0, help="the same seed gives the same text")
+stop = cols[2].text_input("Stop at", "", help="end the text where this appears; \\n means a new line")
+side_by_side = cols[3].toggle("Greedy alongside", True, help="also show the greedy continuation")
+
+
+def run_generation(logits_fn, tok, opts, box, seen: str) -> dict:
+    """Stream one continuation into ``box``; returns what the inspection below needs."""
+    steps, started = [], time.perf_counter()
+    for step in generate.stream(logits_fn, tok, prompt, int(length), opts):
+        steps.append(step)
+        if len(steps) % 8 == 0:
+            box.text(seen + tok.decode([s.token_id for s in steps]))
+    elapsed = time.perf_counter() - started
+    text = tok.decode([s.token_id for s in steps])
+    for s in opts.stop:  # the text ends before the stop string, as the command line's does
+        text = text.split(s, 1)[0]
+    box.text(seen + text)
+    return {"text": text, "steps": steps, "rate": len(steps) / max(elapsed, 1e-9)}
+
 
 if st.button("Generate", type="primary"):
-    opts = generate.SamplingOptions(temperature, int(top_k), top_p, int(seed))
-    ckpt = runs.existing_checkpoint(run_dir, which)
+    stops = (stop.replace("\\n", "\n"),) if stop else ()
+    opts = generate.SamplingOptions(temperature, int(top_k), top_p, int(seed), penalty, stops)
     try:
         opts.check()
+        ckpt = runs.existing_checkpoint(run_dir, which)
         logits_fn, tok, _ = common.generator(str(run_dir), which, ckpt.stat().st_mtime)
         ids, notes = generate.prompt_ids(tok, prompt)
         for note in notes:
             st.info(note)
         seen = tok.decode(ids)  # the prompt as the model sees it (unknown characters dropped)
-        out, box, started = [], st.empty(), time.perf_counter()
-        for step in generate.stream(logits_fn, tok, prompt, int(length), opts):
-            out.append(step.token_id)
-            if len(out) % 4 == 0 or len(out) == length:
-                box.text(seen + tok.decode(out))
-        elapsed = time.perf_counter() - started
-        box.empty()  # the finished text is shown below, with its chart
+        left, right = st.columns(2) if side_by_side else (st.container(), None)
+        left.caption("Sampled")
+        sampled = run_generation(logits_fn, tok, opts, left.empty(), seen)
+        greedy = None
+        if right is not None:
+            right.caption("Greedy (temperature 0, same penalty and stop)")
+            greedy_opts = generate.SamplingOptions(0, 0, 1.0, None, penalty, stops)
+            greedy = run_generation(logits_fn, tok, greedy_opts, right.empty(), seen)
+        shown = [*sampled["steps"], *(greedy["steps"] if greedy else [])]
         st.session_state["generation"] = {
             "run": run["run_id"],
-            "text": seen + tok.decode(out),
-            "rate": len(out) / elapsed,
-            "probs": generate.filter_probs(logits_fn([*ids, *out]), opts).tolist(),
-            "tokens": [tok.token(i) for i in range(tok.vocab_size)],
+            "model": (str(run_dir), which, ckpt.stat().st_mtime),
+            "names": {c.token_id: tok.token(c.token_id) for s in shown for c in s.candidates},
+            "family": logits_fn.config["family"],
+            "prompt_ids": ids,
+            "seen": seen,
+            "sampled": sampled,
+            "greedy": greedy,
         }
+        st.rerun()  # show the finished texts below, with the inspection tools
     except LMError as err:
         st.error(str(err))
 
 result = st.session_state.get("generation")
-if result and result["run"] == run["run_id"]:
-    st.text(result["text"])
-    st.caption(f"{result['rate']:.0f} tokens/s")
-    probs = pd.DataFrame({"token": result["tokens"], "probability": result["probs"]})
-    probs = probs.nlargest(20, "probability")
-    probs["token"] = probs["token"].map(common.show_token)
-    fig = px.bar(
-        probs,
-        x="token",
-        y="probability",
-        title="What could come next: the 20 likeliest tokens, after temperature, top-k and top-p",
+if not result or result["run"] != run["run_id"]:
+    st.stop()
+
+sampled, greedy = result["sampled"], result["greedy"]
+panes = st.columns(2) if greedy else [st.container()]
+for pane, (name, out) in zip(panes, [("Sampled", sampled), ("Greedy", greedy)], strict=False):
+    pane.caption(f"{name}: {len(out['steps'])} tokens at {out['rate']:,.0f} tokens/s")
+    pane.text(result["seen"] + out["text"])
+
+steps = sampled["steps"]
+if not steps:
+    st.stop()
+st.subheader("Why this token?")
+position = st.slider("Token to inspect", 1, len(steps), 1, help="or read the surprisal chart to find one")
+fig = go.Figure(
+    go.Bar(
+        x=list(range(1, len(steps) + 1)),
+        y=[s.surprisal_bits for s in steps],
+        hovertext=[common.show_token(s.text) for s in steps],
+        marker_color=["#ef553b" if i == position else "#636efa" for i in range(1, len(steps) + 1)],
     )
-    st.plotly_chart(fig)
+)
+fig.update_layout(
+    title="Surprisal of each sampled token (bits): tall bars surprised the model; red: the one inspected",
+    xaxis_title="token",
+    yaxis_title="bits",
+    height=260,
+    margin=dict(t=40, b=30),
+)
+st.plotly_chart(fig)
+step = steps[position - 1]
+cols = st.columns(4)
+cols[0].metric("Token", repr(step.text))
+cols[1].metric("Probability (model)", f"{step.raw_prob:.3f}")
+cols[2].metric("Probability (after filters)", f"{step.prob:.3f}")
+cols[3].metric("Surprisal", f"{step.surprisal_bits:.2f} bits")
+
+# The candidates at this position: what the model offered, and what the filters left.
+names = [common.show_token(result["names"][c.token_id]) for c in step.candidates]
+names = [f"{i + 1}. {n}" for i, n in enumerate(names)]  # unique labels, likeliest first
+fig = go.Figure(
+    [
+        go.Bar(
+            name="model",
+            x=names,
+            y=[c.raw_prob for c in step.candidates],
+            marker_color=["#636efa" if c.kept else "#c8c8c8" for c in step.candidates],
+            marker_line_color=[
+                "black" if c.token_id == step.token_id else "rgba(0,0,0,0)" for c in step.candidates
+            ],
+            marker_line_width=3,
+        ),
+        go.Bar(name="after filters", x=names, y=[c.prob for c in step.candidates], marker_color="#ef553b"),
+    ]
+)
+removed = sum(not c.kept for c in step.candidates)
+fig.update_layout(
+    barmode="group",
+    title=(
+        f"The {len(step.candidates)} likeliest candidates at token {position} "
+        f"(grey: removed by the filters ({removed}); outlined: the one drawn)"
+    ),
+    yaxis_title="probability",
+    height=340,
+    margin=dict(t=40, b=30),
+)
+st.plotly_chart(fig)
+
+st.subheader("Attention")
+if result["family"] != "gpt":
+    st.caption("Attention maps exist only for the GPT models; this run is a recurrent network.")
+    st.stop()
+logits_fn, tok, config = common.generator(*result["model"])
+ids = [*result["prompt_ids"], *(s.token_id for s in steps)][-logits_fn.block_size :]
+maps = generate.attention_maps(logits_fn, ids)[:, :, -ATTENTION_TOKENS:, -ATTENTION_TOKENS:]
+cols = st.columns(2)
+layer = cols[0].selectbox("Layer", range(1, maps.shape[0] + 1)) - 1
+head = cols[1].selectbox("Head", range(1, maps.shape[1] + 1)) - 1
+labels = [common.show_token(tok.token(i)) for i in ids[-maps.shape[-1] :]]
+ticks = dict(tickmode="array", tickvals=list(range(len(labels))), ticktext=labels, tickfont=dict(size=9))
+fig = go.Figure(go.Heatmap(z=maps[layer, head], colorscale="Blues", zmin=0, zmax=1))
+fig.update_layout(
+    title=f"Layer {layer + 1}, head {head + 1}: each row is a token, its colours what it attends to",
+    xaxis=dict(title="attended to", **ticks),
+    yaxis=dict(title="attending", autorange="reversed", **ticks),
+    height=620,
+    margin=dict(t=40),
+)
+st.plotly_chart(fig)
+st.caption(f"The last {len(labels)} tokens of the prompt and the sampled text; a row sums to 1.")

@@ -240,11 +240,18 @@ def test_a_new_users_path_through_the_app(server, page, small_text, tmp_path):
     page.get_by_role("combobox", name="Run").first.click()
     page.get_by_role("option", name=re.compile(r"\(completed")).click()
     settle(page)
+    set_number(page, "Top-k (0 = off)", 3)
     page.get_by_role("button", name="Generate").click()
-    page.get_by_text("tokens/s").wait_for(timeout=120_000)
+    page.get_by_text("Why this token?").wait_for(timeout=120_000)
     settle(page)
+    for pane in ("Sampled", "Greedy"):  # side by side, each with its speed
+        page.get_by_text(re.compile(pane + r": 200 tokens at [\d,]+ tokens/s")).wait_for()
+    page.get_by_text("grey: removed by the filters (7)").wait_for()  # top-k 3 of the 10 shown
+    page.get_by_text("Layer 1, head 1:").wait_for()
+    choose(page, "Head", "2")
+    page.get_by_text("Layer 1, head 2:").wait_for()
+    assert not page.locator('[data-testid="stException"]').count()
     shot(page, "07-generate")
-    page.get_by_text("What could come next").wait_for()
 
     go(page, "Math")  # with a trained run chosen, the model-based sections appear
     page.get_by_role("combobox", name="Compare with a trained run (loads its model)").click()

@@ -151,9 +151,13 @@ def test_stop_strings_candidates_and_attention(tiny_run):
     assert cut.text == full.split(stop, 1)[0] and len(cut.steps) < 40
     step = next(generate.stream(fn, tok, "The ", 1, SamplingOptions(1.0, top_k=3, seed=0)))
     assert len(step.candidates) == generate.TOP_CANDIDATES
-    assert [kept for _, _, kept in step.candidates] == [True] * 3 + [False] * 7  # top-k 3 keeps 3
-    probs = [p for _, p, _ in step.candidates]
-    assert probs == sorted(probs, reverse=True) and step.token_id in [t for t, _, k in step.candidates if k]
+    assert [c.kept for c in step.candidates] == [True] * 3 + [False] * 7  # top-k 3 keeps 3
+    raw = [c.raw_prob for c in step.candidates]
+    assert raw == sorted(raw, reverse=True) and step.token_id in [
+        c.token_id for c in step.candidates if c.kept
+    ]
+    assert np.isclose(sum(c.prob for c in step.candidates), 1, atol=1e-5)  # the three kept share it all
+    assert step.surprisal_bits == pytest.approx(-np.log2(step.raw_prob))
     ids = [int(i) for i in tok.encode("def f(x): return x")]
     maps = generate.attention_maps(fn, ids)
     assert maps.shape == (config["model"]["n_layer"], config["model"]["n_head"], len(ids), len(ids))
@@ -166,3 +170,64 @@ def test_batched_samples_apply_the_repetition_penalty_per_row(tiny_run):
     plain = generate.samples(fn, tok, "The ", 40, 2, SamplingOptions(0))
     penalized = generate.samples(fn, tok, "The ", 40, 2, SamplingOptions(0, repetition_penalty=3.0))
     assert penalized[0] == penalized[1] != plain[0]  # greedy rows agree; the penalty changes the text
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        SamplingOptions(),
+        SamplingOptions(temperature=0),
+        SamplingOptions(temperature=0.5, top_k=4),
+        SamplingOptions(temperature=1.3, top_p=0.6),
+        SamplingOptions(temperature=0.9, top_k=7, top_p=0.8, repetition_penalty=1.8),
+        SamplingOptions(temperature=0, repetition_penalty=5.0),
+        SamplingOptions(top_k=1000),
+    ],
+)
+def test_the_in_graph_filter_equals_the_numpy_reference(opts):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 3, (5, 40)).astype("float32")
+    history = [rng.integers(0, 40, 6) for _ in range(5)]
+    seen = np.zeros((5, 40), dtype=bool)
+    for row, h in zip(seen, history, strict=True):
+        row[h] = True
+    params = (float(opts.temperature), opts.top_k, float(opts.top_p), float(opts.repetition_penalty))
+    got = generate._tf_filter(tf.constant(logits), tf.constant(seen), *map(tf.constant, params)).numpy()
+    for row in range(5):
+        np.testing.assert_allclose(
+            got[row], generate.filter_probs(logits[row], opts, history[row]), atol=1e-5
+        )
+
+
+def test_in_graph_draws_follow_the_filtered_distribution():
+    import tensorflow as tf
+
+    logits = np.log(np.array([[0.5, 0.25, 0.15, 0.07, 0.03]] * 20_000, dtype="float32"))
+    opts = [tf.constant(v) for v in (1.0, 0, 0.9, 1.0)]  # top-p 0.9 keeps the first three
+    seen = tf.zeros(logits.shape, tf.bool)
+    token, (prob, raw, *_), _ = generate._tf_pick(
+        tf.constant(logits), seen, (*opts, tf.constant(7, tf.int64)), tf.constant(0)
+    )
+    counts = np.bincount(token.numpy(), minlength=5) / len(logits)
+    np.testing.assert_allclose(counts, [0.5 / 0.9, 0.25 / 0.9, 0.15 / 0.9, 0, 0], atol=0.015)
+    assert np.allclose(raw.numpy(), np.exp(logits)[np.arange(len(logits)), token.numpy()])
+
+
+@pytest.mark.parametrize("chunk", [1, 5, generate.CHUNK])
+def test_chunked_in_graph_decoding_matches_step_by_step_decoding(tiny_run, chunk):
+    """The compiled loop gives the same tokens as stepping in Python, past a window slide,
+    and a seed gives the same text however the work is cut into chunks."""
+    fn, tok, config = generate.load_run(tiny_run)
+    ids, _ = generate.prompt_ids(tok, "The ")
+    decoder = fn.decoder(1)
+    in_graph = [int(t[0]) for t, _ in decoder.sample([ids], 70, SamplingOptions(0), chunk=chunk)]
+    step_by_step, logits = [], decoder.start([ids])[0]  # block 32: the window slides twice
+    for _ in range(70):
+        step_by_step.append(int(np.argmax(logits)))
+        logits = decoder.next([step_by_step[-1]])[0]
+    assert in_graph == step_by_step
+    sampled = [int(t[0]) for t, _ in decoder.sample([ids], 70, SamplingOptions(1.0, seed=9), chunk=chunk)]
+    reference = [int(t[0]) for t, _ in decoder.sample([ids], 70, SamplingOptions(1.0, seed=9), chunk=16)]
+    assert sampled == reference and sampled != in_graph
