@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="XLA compilation (default: on for the GPT)",
     )
     t.add_argument("--seed", type=_seed)
+    t.add_argument(
+        "--strategy",
+        choices=("auto", "default", "mirrored", "multiworker"),
+        default="auto",
+        help="tf.distribute: auto, one device, all local GPUs, or the TF_CONFIG cluster (see README)",
+    )
     t.add_argument("--name", help="a label for the run id")
     t.add_argument("--run-id", help="the new run's exact id (the dashboard chooses it in advance)")
     t.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run")
@@ -207,7 +213,7 @@ def cmd_train(args) -> int:
             raise LMError(f"a run named {args.run_id!r} already exists in {root}")
     if args.resume:
         defaults = vars(build_parser().parse_args(["train"]))
-        keep = ("command", "resume", "steps", "runs_dir", "json")
+        keep = ("command", "resume", "steps", "runs_dir", "json", "strategy")
         changed = [k for k, v in vars(args).items() if k not in keep and v != defaults.get(k)]
         if changed:
             flags = ", ".join("--" + k.replace("_", "-") for k in changed)
@@ -215,7 +221,7 @@ def cmd_train(args) -> int:
         device.import_tensorflow()
         run_dir = runs.resolve(args.resume, root)
         total = args.steps or (runs.read_json(run_dir / "config.json") or {})["train"]["steps"]
-        result = train_mod.resume(run_dir, args.steps, listener=Progress(total))
+        result = train_mod.resume(run_dir, args.steps, listener=Progress(total), strategy=args.strategy)
         return _report(result, args.json)
 
     clean = {
@@ -255,13 +261,17 @@ def cmd_train(args) -> int:
     job = train_mod.prepare(
         args.model, data_config, train_config, args.block_size, overrides, progress=_download_progress()
     )
+    for note in job.notes:  # what decoding did (an encoding guessed, bad bytes replaced)
+        print(f"note: {note}", file=sys.stderr)
     if args.epochs is not None:
         if args.epochs <= 0:
             raise LMError(f"--epochs must be positive, not {args.epochs}")
         per_step = job.train.batch_size * job.model_config.block_size
         job.train.steps = max(1, math.ceil(args.epochs * len(job.train_ids) / per_step))
     device.import_tensorflow()
-    result = train_mod.start(job, root, args.name, listener=Progress(job.train.steps), run_id=args.run_id)
+    result = train_mod.start(
+        job, root, args.name, listener=Progress(job.train.steps), run_id=args.run_id, strategy=args.strategy
+    )
     return _report(result, args.json)
 
 

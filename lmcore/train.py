@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import lmcore
-from lmcore import LMError, corpus, data, runs
+from lmcore import LMError, corpus, data, distribute, runs
 from lmcore import tokenizers as tok_mod
 from lmcore.config import config_from_dict
 from lmcore.config import make_config as make_model_config
@@ -127,6 +128,101 @@ def check_train_config(c: TrainConfig) -> None:
         raise LMError("; ".join(problems))
 
 
+# ---------------------------------------------------------------------------- memory
+
+RUNTIME_BYTES = 800 * 2**20  # TensorFlow itself, the data and the compiled graphs (measured ~0.8 GB)
+
+
+def parameter_count(m) -> int:
+    """Weights of the model ``build_model(m)`` builds (checked against Keras in the tests)."""
+    V, T, C, L = m.vocab_size, m.block_size, m.n_embd, m.n_layer
+    if m.family == "gpt":  # tied embedding, positions, per block: 2 LayerNorm scales + 12 C^2
+        return V * C + T * C + L * (2 * C + 12 * C * C) + C
+    H = m.n_hidden
+    gates = 4 if m.family == "lstm" else 3
+    bias = H if m.family == "lstm" else 2 * H  # Keras' GRU keeps two biases (reset_after)
+    rnn = sum(gates * ((C if i == 0 else H) * H + H * H + bias) for i in range(L))
+    return V * C + rnn + H * V + V
+
+
+def estimate_memory(m, c: TrainConfig) -> dict:
+    """Bytes one training step needs, roughly: weights, gradients and optimizer state, plus the
+    float32 activations backpropagation keeps (times 1.5 for the backward pass's temporaries)."""
+    params = parameter_count(m)
+    state = params * 4 * (4 if c.optimizer in ("adam", "adamw") else 3)  # w, grad (+ m, v | momentum)
+    if m.family == "gpt":  # per token: ~16 C of layer outputs and 3 attention rows per head
+        per_token = m.n_layer * (16 * m.n_embd + 3 * m.n_head * m.block_size) + 3 * m.n_embd
+    else:  # per token: embedding, gates and states of every layer
+        per_token = m.n_embd + m.n_layer * (8 if m.family == "lstm" else 6) * m.n_hidden
+    per_token += 3 * m.vocab_size  # logits, their softmax and its gradient
+    activations = int(1.5 * 4 * per_token * m.block_size * c.batch_size)
+    return {
+        "parameters": params,
+        "state_bytes": state,
+        "activation_bytes": activations,
+        "per_batch_item": activations // c.batch_size,
+        "total_bytes": RUNTIME_BYTES + state + activations,
+    }
+
+
+def available_memory() -> tuple[int, str]:
+    """(bytes, where) training can use: a GPU's memory when one is visible, else the memory
+    the system reports available (within this container's cgroup limit, if lower)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
+            ).stdout.split()
+            if out:
+                return int(float(out[0]) * 2**20), "GPU memory"
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            available = min(available or 2**62, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return (available if available is not None else 2**62), "memory available"
+
+
+def check_memory(m, c: TrainConfig) -> dict:
+    """Refuse settings whose estimated memory exceeds what the machine has; returns the estimate."""
+    est = estimate_memory(m, c)
+    have, where = available_memory()
+    if est["total_bytes"] > have:
+        gb = lambda n: f"{n / 2**30:.1f} GB"  # noqa: E731
+        fits = (have - RUNTIME_BYTES - est["state_bytes"]) // max(est["per_batch_item"], 1)
+        advice = (
+            f"lower the batch size (about {fits} fits)"
+            if fits >= 1
+            else "choose a smaller model or block size (even a batch of 1 does not fit)"
+        )
+        raise LMError(
+            f"training this model with batch {c.batch_size} x block {m.block_size} needs about "
+            f"{gb(est['total_bytes'])} ({est['parameters']:,} parameters with their optimizer state: "
+            f"{gb(est['state_bytes'])}; activations: {gb(est['activation_bytes'])}), more than the "
+            f"{gb(have)} of {where}; {advice}"
+        )
+    return est
+
+
 def lr_schedule(c: TrainConfig):
     """The Keras learning-rate schedule for ``c`` (or a float for constant)."""
     import keras
@@ -177,16 +273,34 @@ def _optimizer(c: TrainConfig):
 
 
 def compile_model(model, c: TrainConfig, family: str) -> None:
+    """Compile for training; call it inside the strategy's scope when there is one."""
     import keras
+    import tensorflow as tf
 
     # XLA speeds the GPT up by half on a CPU but halves the speed of Keras' LSTM loop there.
     jit = c.jit_compile if c.jit_compile is not None else family == "gpt"
+    optimizer = _optimizer(c)
+    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        jit = False  # Keras does not XLA-compile a step that runs on several replicas
+        distribute.clip_after_all_reduce(optimizer)
     model.compile(
-        optimizer=_optimizer(c),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=jit,
     )
+
+
+def steps_per_execution(c: TrainConfig, start_step: int = 0, cap: int = 50) -> int:
+    """Optimizer steps per call into the compiled training loop.
+
+    Each call from Python into TensorFlow costs about a millisecond of dispatch, a tenth of
+    a ``nano`` step at batch 12, so steps run in a graph loop of this many. It divides both
+    ``log_every`` and the steps left, so logs and the end of training fall on call
+    boundaries; ``cap`` bounds how long a stop request can wait.
+    """
+    g = math.gcd(c.log_every, max(c.steps - start_step, 1))
+    return max(d for d in range(1, min(g, cap) + 1) if g % d == 0)
 
 
 # ---------------------------------------------------------------------------- the prepared job
@@ -205,6 +319,7 @@ class Job:
     corpus_sha256: str
     train_ids: np.ndarray
     val_ids: np.ndarray
+    notes: list[str] = field(default_factory=list)  # what decoding the corpus did, for the user
 
     def config_json(self, device: dict, parent: str | None = None) -> dict:
         return {
@@ -250,6 +365,7 @@ def prepare(
     )
     train_ids, val_ids = data.split(ids)
     data.check_length(train_ids, val_ids, config.block_size)
+    check_memory(config, train_config)
     return Job(
         model_name,
         config,
@@ -260,6 +376,7 @@ def prepare(
         loaded.sha256,
         train_ids,
         val_ids,
+        list(loaded.notes),
     )
 
 
@@ -300,8 +417,41 @@ def _job_from_run(run_dir: Path) -> Job:
 # ---------------------------------------------------------------------------- recording
 
 
+class StopGate:
+    """Ends the training stream at a chosen step, so that a stop lands inside a graph loop.
+
+    With several steps per call into the graph, Keras' loop ends early when its input runs
+    out; the stream checks its step index against ``limit`` as each batch is taken, in the
+    graph, so a stop request costs Python nothing until it happens.
+    """
+
+    def __init__(self, start_step: int):
+        import tensorflow as tf
+
+        self.start_step = start_step
+        self.limit = tf.Variable(2**62, dtype=tf.int64, trainable=False)
+
+    def wrap(self, ds):
+        import tensorflow as tf
+
+        steps = tf.data.Dataset.counter(start=self.start_step)
+        gated = tf.data.Dataset.zip(ds, steps).take_while(lambda batch, step: step < self.limit)
+        options = tf.data.Options()
+        options.experimental_optimization.inject_prefetch = False  # check as taken, not ahead
+        options.experimental_optimization.map_parallelization = False  # (both would run it early)
+        return gated.map(lambda batch, step: batch).with_options(options)
+
+    def stop_at(self, step: int) -> None:
+        self.limit.assign(min(step, int(self.limit.numpy())))
+
+
 def _make_recorder(
-    run_dir: Path, job: Job, start_step: int, listener: Listener | None, stop_flag: threading.Event
+    run_dir: Path,
+    job: Job,
+    start_step: int,
+    listener: Listener | None,
+    stop_flag: threading.Event,
+    gate: StopGate | None = None,
 ):
     """A Keras callback that writes the run as it trains (built here to import Keras lazily)."""
     import keras
@@ -330,18 +480,49 @@ def _make_recorder(
             self.elapsed0 = status.get("elapsed_s") or 0.0
             self.tokens_per_s = None
             self.logits_fn = None  # built at the first sample, then reused (one trace)
+            self.stop_asked = threading.Event()  # set by the watcher thread or at a call boundary
+            self.watcher_done = threading.Event()
+
+        def ask_stop(self) -> None:
+            """Let the step in progress finish, then end the stream (any thread)."""
+            if not self.stop_asked.is_set():
+                self.stop_asked.set()
+                if gate is not None:
+                    gate.stop_at(int(self.model.optimizer.iterations.numpy()) + 1)
+
+        def watch(self) -> None:
+            while not self.watcher_done.wait(0.2):
+                if stop_flag.is_set() or runs.stop_requested(run_dir):
+                    self.ask_stop()
+                    return
+
+        def on_train_begin(self, logs=None):
+            if gate is not None and self.model.steps_per_execution > 1:
+                threading.Thread(target=self.watch, daemon=True).start()
+
+        def on_train_end(self, logs=None):
+            self.watcher_done.set()
 
         def on_train_batch_begin(self, batch, logs=None):
-            self.step += 1
+            self.step += self.model.steps_per_execution  # steps this call into the graph runs
             if self.step >= c.steps:
                 self.model.stop_training = True
-            elif stop_flag.is_set() or runs.stop_requested(run_dir):
+            elif self.stop_asked.is_set() or stop_flag.is_set() or runs.stop_requested(run_dir):
+                self.ask_stop()
                 self.stopped = True
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             now = time.perf_counter()
+            if self.stop_asked.is_set():  # the stream may have ended inside the last call
+                self.stopped = True
+                self.model.stop_training = True
+                self.step = int(self.model.optimizer.iterations.numpy())
+                if self.step == self.logged_step:  # nothing ran since the last log
+                    if self.eval_step < self.step:
+                        self.validate()  # the checkpoint a resume starts from
+                    return
             steps = self.step - self.logged_step
             loss = float(logs.get("loss", math.nan))
             if not math.isfinite(loss):
@@ -407,7 +588,9 @@ def _make_recorder(
                 self.best = val
                 runs.atomic_write(runs.checkpoint(run_dir, "best"), lambda p: self.model.save(p))
             if c.sample_length:
-                self.logits_fn = self.logits_fn or generate.LogitsFn(self.model, asdict(job.model_config))
+                # Short samples: not worth the XLA compilation.
+                fn = self.logits_fn or generate.LogitsFn(self.model, asdict(job.model_config), jit=False)
+                self.logits_fn = fn
                 opts = generate.SamplingOptions(0.8, seed=c.seed)
                 steps = generate.stream(self.logits_fn, job.tokenizer, prompt, c.sample_length, opts)
                 sample = {
@@ -446,6 +629,15 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
+def _failure_message(err: BaseException) -> str:
+    """The run's failure reason; running out of memory comes with what to change."""
+    line = _first_line(err)
+    if isinstance(err, MemoryError) or type(err).__name__ == "ResourceExhaustedError" or "OOM" in line:
+        advice = "lower the batch size or the block size, or choose a smaller model"
+        return f"out of memory ({line[:200]}); {advice}"
+    return line
+
+
 def _run(run_dir: Path, job: Job, make_model: Callable, start_step: int, listener: Listener | None) -> dict:
     """Train from ``start_step`` to ``job.train.steps``, recording into ``run_dir``.
 
@@ -460,6 +652,10 @@ def _run(run_dir: Path, job: Job, make_model: Callable, start_step: int, listene
     recorder = writer = None
     try:
         model = make_model()
+        # Keras 3.15's multi-step loop fails on a distributed iterator ("must feed a value
+        # for placeholder"), so several replicas go one step per call.
+        several = model.distribute_strategy.num_replicas_in_sync > 1
+        model.steps_per_execution = 1 if several else steps_per_execution(c, start_step)
         train_ds = data.train_dataset(
             job.train_ids,
             T,
@@ -469,19 +665,26 @@ def _run(run_dir: Path, job: Job, make_model: Callable, start_step: int, listene
             aug=data.Augment(**c.augment),
             vocab_size=job.tokenizer.vocab_size,
         )
-        recorder, writer = _make_recorder(run_dir, job, start_step, listener, stop_flag)
+        if distribute.is_multiworker(model.distribute_strategy):
+            distribute.prepare_multiworker(model, train_ds)
+        gate = None if several else StopGate(start_step)
+        if gate is not None:
+            train_ds = gate.wrap(train_ds)
+        recorder, writer = _make_recorder(run_dir, job, start_step, listener, stop_flag, gate)
         intervals = math.ceil((c.steps - start_step) / c.log_every) + 1
-        model.fit(
-            train_ds,
-            epochs=intervals,
-            steps_per_epoch=c.log_every,
-            verbose=0,
-            shuffle=False,
-            callbacks=[recorder],
-        )
+        with warnings.catch_warnings():  # a stop ends the stream early, on purpose
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            model.fit(
+                train_ds,
+                epochs=intervals,
+                steps_per_epoch=c.log_every,
+                verbose=0,
+                shuffle=False,
+                callbacks=[recorder],
+            )
         failure = recorder.failure
     except Exception as err:  # recorded in the run's status; the caller gets a failed result
-        failure = _first_line(err)
+        failure = _failure_message(err)
         if os.environ.get("LMLAB_DEBUG"):
             traceback.print_exc()
     finally:
@@ -531,15 +734,18 @@ def start(
     run_id: str | None = None,
     build: Callable | None = None,
     extra: dict | None = None,
+    strategy: str = "auto",
 ) -> dict:
     """Create the run folder for a prepared job and train it.
 
     ``build()``, when given, makes the uncompiled model instead of a fresh one (fine-tuning
     builds it from a parent run); ``extra`` adds keys to the run's config.json.
+    ``strategy`` is one of :data:`lmcore.distribute.STRATEGIES`.
     """
     from lmcore import device, models
 
-    info = device.describe()
+    strat = distribute.make_strategy(strategy)  # before TensorFlow runs anything
+    info = {**device.describe(), **distribute.describe(strat)}
     device.setup(info)
     run_dir = runs.create(runs_root, run_id or runs.new_run_id(job.model_name, name))
     with runs.training_lock(run_dir):
@@ -553,14 +759,17 @@ def start(
 
         def make_model():
             _seed(job.train.seed)
-            model = build() if build else models.build_model(job.model_config)
-            compile_model(model, job.train, job.model_config.family)
+            with strat.scope():
+                model = build() if build else models.build_model(job.model_config)
+                compile_model(model, job.train, job.model_config.family)
             return model
 
         return _run(run_dir, job, make_model, 0, listener)
 
 
-def resume(run_dir: Path, steps: int | None = None, listener: Listener | None = None) -> dict:
+def resume(
+    run_dir: Path, steps: int | None = None, listener: Listener | None = None, strategy: str = "auto"
+) -> dict:
     """Continue a stopped or interrupted run from its last checkpoint.
 
     ``steps`` raises the run's total number of steps (to extend a finished run); every other
@@ -573,15 +782,21 @@ def resume(run_dir: Path, steps: int | None = None, listener: Listener | None = 
         raise LMError(f"run {run_dir.name} is still training")
     with runs.training_lock(run_dir):
         runs.clear_stop(run_dir)  # a stop asked of an earlier process does not apply to this one
+        runs.remove_partial_files(run_dir / "checkpoints")  # left by a process killed mid-write
         ckpt = runs.checkpoint(run_dir, "last")
         if not ckpt.is_file():
             raise LMError(f"run {run_dir.name} has no checkpoint to resume from")
         job = _job_from_run(run_dir)
         if steps is not None and steps < 1:
             raise LMError(f"steps must be at least 1, not {steps}")
+        strat = distribute.make_strategy(strategy)
         device.setup(runs.read_json(run_dir / "config.json")["device"])
         try:
-            model = models.load_model(ckpt)
+            with strat.scope():
+                model = models.load_model(ckpt)
+            if strat.num_replicas_in_sync > 1:
+                model.jit_compile = False  # as compile_model does for several replicas
+                distribute.clip_after_all_reduce(model.optimizer)
         except Exception as err:
             raise LMError(f"cannot load the checkpoint of run {run_dir.name}: {_first_line(err)}") from None
         start_step = int(model.optimizer.iterations.numpy())
