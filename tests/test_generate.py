@@ -222,9 +222,13 @@ def test_chunked_in_graph_decoding_matches_step_by_step_decoding(tiny_run, chunk
     fn, tok, config = generate.load_run(tiny_run)
     ids, _ = generate.prompt_ids(tok, "The ")
     decoder = fn.decoder(1)
-    in_graph = [int(t[0]) for t, _ in decoder.sample([ids], 70, SamplingOptions(0), chunk=chunk)]
+    out = list(decoder.sample([ids], 70, SamplingOptions(0), chunk=chunk))
+    in_graph = [int(t[0]) for t, _ in out]
     step_by_step, logits = [], decoder.start([ids])[0]  # block 32: the window slides twice
-    for _ in range(70):
+    for _, (_, raw, top_ids, top_raw, _) in out:
+        probs = generate.softmax(logits)  # the stepped logits equal a full pass (tested above)
+        np.testing.assert_allclose(top_raw[0], probs[top_ids[0]], atol=1e-5)
+        assert np.isclose(raw[0], probs.max(), atol=1e-5)
         step_by_step.append(int(np.argmax(logits)))
         logits = decoder.next([step_by_step[-1]])[0]
     assert in_graph == step_by_step
