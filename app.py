@@ -16,6 +16,7 @@ PAGES = [
     st.Page("pages/math.py", title="Math", icon=":material/functions:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/generate.py", title="Generate", icon=":material/edit_note:"),
+    st.Page("pages/finetune.py", title="Fine-tune", icon=":material/tune:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/table_chart:"),
 ]
 

@@ -39,6 +39,7 @@ from lmcore import train as train_mod
 
 DEFAULT_STEPS = 300
 LR_FACTOR = 0.5  # fine-tuning rate: the parent's peak learning rate times this
+HEAD_LR_FACTOR = 5.0  # the same with the body frozen (only the new head trains)
 TEST_FRACTION = 0.2  # of a CSV, held out for the final scores
 SPLIT_SEED = 2026  # the CSV split is the same for every training seed
 DATA_SOURCES = ("builtin:reviews", "keras:imdb")
@@ -224,7 +225,7 @@ def scores(y_true, y_pred, n_labels: int) -> dict:
 # ---------------------------------------------------------------------------- the model
 
 
-def plan(model_config: dict, s: finetune.Surgery, n_labels: int) -> list[dict]:
+def plan(model_config: dict, s: finetune.Surgery, n_labels: int | None = None) -> list[dict]:
     """Like :func:`finetune.plan`, with the language-model head replaced by pooling and a classifier."""
     rows = finetune.plan(model_config, s)
     kept = model_config["n_layer"] - s.drop_top
@@ -237,7 +238,8 @@ def plan(model_config: dict, s: finetune.Surgery, n_labels: int) -> list[dict]:
         elif row["layer"] == "wte":
             row["what"] = "token embedding"
     rows.append(dict(layer="pool", what="mean over the text's tokens", state="new"))
-    rows.append(dict(layer="classifier", what=f"dense layer to {n_labels} labels", state="new"))
+    to = f"{n_labels} labels" if n_labels else "one output per label"
+    rows.append(dict(layer="classifier", what=f"dense layer to {to}", state="new"))
     return rows
 
 
@@ -267,16 +269,21 @@ def build_classifier(parent: finetune.Parent, s: finetune.Surgery, n_labels: int
 # ---------------------------------------------------------------------------- training
 
 
-def train_config_for(parent: finetune.Parent, scratch: bool, **overrides) -> train_mod.TrainConfig:
-    """Training settings: the parent's optimizer and batch, a constant-then-cosine schedule.
+def default_lr(parent_lr: float, scratch: bool = False, body_frozen: bool = False) -> float:
+    """From scratch: the parent's own peak rate (what the same network was pre-trained with).
+    Fine-tuning: that times LR_FACTOR. Body frozen: times HEAD_LR_FACTOR, since only the new
+    head learns (a linear probe takes larger steps safely)."""
+    return parent_lr * (1 if scratch else HEAD_LR_FACTOR if body_frozen else LR_FACTOR)
 
-    Fine-tuning starts at the parent's peak rate times LR_FACTOR; from scratch, at the
-    parent's own peak rate (what the same network was pre-trained with).
-    """
+
+def train_config_for(
+    parent: finetune.Parent, scratch: bool, body_frozen: bool = False, **overrides
+) -> train_mod.TrainConfig:
+    """Training settings: the parent's optimizer and batch, a warm-up then cosine schedule."""
     base = train_mod.TrainConfig(**parent.config["train"])
     given = {k: v for k, v in overrides.items() if v is not None}
     steps = given.get("steps", DEFAULT_STEPS)
-    lr = given.get("lr", base.lr if scratch else base.lr * LR_FACTOR)
+    lr = given.get("lr", default_lr(base.lr, scratch, body_frozen))
     values = dict(
         steps=steps,
         lr=lr,
@@ -403,6 +410,7 @@ def _fit(run_dir, parent, data, s, c, encoded, scratch, listener, keras) -> dict
             epochs=math.ceil(c.steps / c.log_every) + 1,
             steps_per_epoch=c.log_every,
             verbose=0,
+            shuffle=False,  # the dataset shuffles itself, seeded
             callbacks=[recorder],
         )
         failure = recorder.failure
@@ -516,9 +524,11 @@ def train_from_args(args, root: Path, listener=None) -> dict:
 
     parent = finetune.load_parent(args.parent, root)
     s = finetune.surgery(parent.config["model"], args.freeze, args.drop_top, args.add_layers)
+    kept = parent.config["model"]["n_layer"] - s.drop_top
     config = train_config_for(
         parent,
         args.scratch,
+        s.freeze == kept and s.add_layers == 0,
         steps=args.steps,
         lr=args.lr,
         batch_size=args.batch_size,
@@ -701,7 +711,7 @@ def compare(args, root: Path, listener=None) -> dict:
     def train_one(variant, seed, extra):
         scratch = variant == "from scratch"
         s = finetune.Surgery(freeze=kept if variant.endswith("frozen") else 0)
-        config = train_config_for(parent, scratch, steps=args.steps, seed=seed)
+        config = train_config_for(parent, scratch, bool(s.freeze), steps=args.steps, seed=seed)
         name = f"cmp-{'scratch' if scratch else 'frozen' if s.freeze else 'ft'}-s{seed}"
         return train(parent, data, s, config, root, name, scratch=scratch, extra=extra)
 

@@ -33,10 +33,11 @@ def _pid_path(root: Path, run_id: str) -> Path:
     return _jobs_dir(root) / f"{runs.check_run_id(run_id)}.pid"
 
 
-def _spawn(root: Path, run_id: str, args: list[str], mode: str) -> None:
+def _spawn(root: Path, run_id: str, argv: list[str], mode: str) -> None:
+    """Start ``python -m lmcore ARGV --runs-dir ROOT`` as job ``run_id``."""
     root = root.resolve()  # the child runs elsewhere; a relative runs dir would point elsewhere too
     _jobs_dir(root).mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "lmcore", "train", *args, "--runs-dir", str(root)]
+    cmd = [sys.executable, "-m", "lmcore", *argv, "--runs-dir", str(root)]
     path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
     with open(log_path(root, run_id), mode) as log:
         proc = subprocess.Popen(
@@ -52,16 +53,24 @@ def _spawn(root: Path, run_id: str, args: list[str], mode: str) -> None:
     threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it ends
 
 
-def launch(root: Path, args: list[str], name: str | None = None, model: str = "run") -> str:
-    """Start ``python -m lmcore train ARGS`` for a new run in ``root``; returns its run id."""
-    run_id = runs.new_run_id(model, name)
-    _spawn(root, run_id, [*args, "--run-id", run_id], "wb")
+def submit(root: Path, run_id: str, argv: list[str], mode: str = "wb") -> str:
+    """Run ``python -m lmcore ARGV --runs-dir ROOT`` as job ``run_id``; returns ``run_id``."""
+    runs.check_run_id(run_id)
+    _spawn(Path(root), run_id, argv, mode)
     return run_id
+
+
+def launch(
+    root: Path, args: list[str], name: str | None = None, model: str = "run", command: str = "train"
+) -> str:
+    """Start ``python -m lmcore COMMAND ARGS`` for a new run in ``root``; returns its run id."""
+    run_id = runs.new_run_id(model, name)
+    return submit(root, run_id, [command, *args, "--run-id", run_id], "wb")
 
 
 def resume(root: Path, run_id: str, steps: int | None = None) -> None:
     """Continue a stopped or interrupted run in a child process."""
-    _spawn(root, run_id, ["--resume", run_id, *(["--steps", str(steps)] if steps else [])], "ab")
+    submit(root, run_id, ["train", "--resume", run_id, *(["--steps", str(steps)] if steps else [])], "ab")
 
 
 def _job_alive(root: Path, run_id: str) -> bool:

@@ -277,6 +277,14 @@ def generator(run_dir: str, which: str, mtime: float):
     return generate.load_run(Path(run_dir), which)
 
 
+@st.cache_resource(show_spinner="Loading the classifier…", max_entries=4)
+def classifier(run_dir: str):
+    """A trained classifier run, loaded once (this is where TensorFlow gets imported)."""
+    from lmcore import classify
+
+    return classify.load_classifier(Path(run_dir))
+
+
 def fmt_seconds(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

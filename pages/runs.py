@@ -22,6 +22,7 @@ table = pd.DataFrame(
             "status": r["status"],
             "model": r["model"],
             "corpus": common.corpus_label(r["corpus"]),
+            "fine-tuned from": r.get("parent") or "",
             "tokenizer": r["tokenizer"],
             "step": r["step"],
             "steps": r["steps"],

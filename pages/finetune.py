@@ -1,0 +1,224 @@
+"""Fine-tune: adapt a pre-trained run to new text or to a labeled task, compare with training from scratch."""
+
+import csv
+import io
+
+import pandas as pd
+import streamlit as st
+
+from lmcore import LMError, classify, corpus, finetune, jobs, runs
+from pages import common
+
+st.title("Fine-tune")
+root = common.runs_root()
+parents = common.run_choices(
+    lambda r: r["task"] != "classify" and runs.existing_checkpoint(root / r["run_id"]) is not None
+)
+if not parents:
+    st.info("Fine-tuning starts from a trained language model: train one on the Train page first.")
+    st.stop()
+
+by_id = {r["run_id"]: r for r in parents}
+# Options are run ids (stable while runs train and finish), shown with their status.
+parent_row = by_id[
+    st.selectbox(
+        "Pre-trained run", list(by_id), format_func=lambda i: common.run_label(by_id[i]), key="ft-parent"
+    )
+]
+parent_config = runs.read_json(root / parent_row["run_id"] / "config.json", {}) or {}
+model_config = parent_config["model"]
+n_layer = model_config["n_layer"]
+st.caption(
+    f"{parent_row['model']} trained on {common.corpus_label(parent_row['corpus'])} with the "
+    f"{parent_row['tokenizer']} tokenizer; {n_layer} blocks, context {model_config['block_size']} tokens."
+)
+
+target = st.radio("Target", ["New text (language model)", "Labeled texts (classifier)"], horizontal=True)
+as_classifier = target.startswith("Labeled")
+if as_classifier:
+    kind = st.radio("Labeled data", ["builtin:reviews", "keras:imdb", "Upload a CSV"], horizontal=True)
+    text_column, label_column = "text", "label"
+    data = kind
+    if kind == "Upload a CSV":
+        upload = st.file_uploader("CSV with a text column and a label column", type=["csv"])
+        if upload is None:
+            st.stop()
+        header = next(csv.reader(io.StringIO(upload.getvalue()[:65536].decode("utf-8", "replace"))), [])
+        if len(header) < 2:
+            st.error("The CSV needs a header line with at least two columns (text and label).")
+            st.stop()
+        cols = st.columns(2)
+        text_column = cols[0].selectbox(
+            "Text column", header, index=header.index("text") if "text" in header else 0
+        )
+        label_column = cols[1].selectbox(
+            "Label column", header, index=header.index("label") if "label" in header else len(header) - 1
+        )
+        data = str(common.upload_path(upload.getvalue(), upload.name))
+    elif kind == "keras:imdb":
+        st.caption("Keras downloads the IMDB reviews on first use (the internet is needed once).")
+else:
+    # Offline-friendly first: the generated reviews; Tiny Shakespeare needs a download once.
+    order = ["builtin:reviews", "builtin:markov", "builtin:python-docs", "builtin:tiny-shakespeare"]
+    choices = [c for c in order if c in corpus.BUILTIN_SOURCES and c != parent_config["data"]["source"]]
+    chosen = st.session_state.get("corpus_source")
+    if chosen and chosen not in choices and chosen != parent_config["data"]["source"]:
+        choices.insert(0, chosen)
+    source = st.selectbox(
+        "New text (choose others on the Data page)", choices, format_func=common.corpus_label
+    )
+
+cols = st.columns(4)
+freeze_all = cols[0].checkbox("Freeze the whole body", key="ft-freeze-all")
+drop_top = cols[1].number_input("Remove top blocks", 0, n_layer - 1, 0, key=f"ft-drop-{n_layer}")
+add_layers = cols[2].number_input("Add new blocks", 0, 8, 0, key="ft-add")
+kept = n_layer - int(drop_top)
+freeze = (
+    "all" if freeze_all else cols[3].number_input("Freeze bottom blocks", 0, kept, 0, key=f"ft-freeze-{kept}")
+)
+cols = st.columns(3)
+body_frozen = freeze in ("all", kept) and not add_layers
+parent_lr = parent_config["train"]["lr"]
+base_lr = (
+    classify.default_lr(parent_lr, body_frozen=body_frozen)
+    if as_classifier
+    else parent_lr * finetune.LR_FACTOR
+)
+lr = cols[0].number_input(
+    "Learning rate",
+    1e-6,
+    1.0,
+    base_lr,
+    format="%.5f",
+    help="default: the parent's rate x 0.1 (new text), x 0.5 (classifier), x 5 (body frozen)",
+    key=f"ft-lr-{as_classifier}-{body_frozen}",
+)
+default_steps = classify.DEFAULT_STEPS if as_classifier else finetune.DEFAULT_STEPS
+steps = cols[1].number_input("Steps", 10, 100_000, default_steps, step=50, key=f"ft-steps-{as_classifier}")
+seed = cols[2].number_input("Seed", 0, 2**31 - 1, 1)
+
+try:
+    s = finetune.surgery(model_config, freeze, int(drop_top), int(add_layers))
+except LMError as err:
+    st.error(str(err))
+    st.stop()
+rows = classify.plan(model_config, s) if as_classifier else finetune.plan(model_config, s)
+colors = {"frozen": "#cfe2ff", "dropped": "#f8d7da", "new": "#d1e7dd", "trainable": ""}
+st.dataframe(
+    pd.DataFrame(rows).style.apply(lambda r: [f"background-color: {colors[r['state']]}"] * len(r), axis=1),
+    hide_index=True,
+)
+
+options = ["--from", parent_row["run_id"], "--freeze", str(freeze), "--drop-top", str(int(drop_top))]
+options += [
+    "--add-layers",
+    str(int(add_layers)),
+    "--lr",
+    str(lr),
+    "--steps",
+    str(int(steps)),
+    "--seed",
+    str(int(seed)),
+]
+if st.button("Start fine-tuning", type="primary"):
+    if as_classifier:
+        args = [
+            "train",
+            *options,
+            "--data",
+            data,
+            f"--text-column={text_column}",
+            f"--label-column={label_column}",
+        ]
+        st.session_state["ft_follow"] = jobs.launch(root, args, "classify", "classifier", command="classify")
+    else:
+        args = [*options, "--corpus", source]
+        st.session_state["ft_follow"] = jobs.launch(
+            root, args, f"ft-{parent_row['model']}", command="finetune"
+        )
+    st.rerun()
+
+mine = st.session_state.get("ft_follow")
+if mine:
+    st.subheader("Fine-tuning run")
+    common.follow(mine, common.curve_controls("ft"))
+    result = classify.results(root / mine)
+    if result:
+        cols = st.columns(2)
+        cols[0].metric("Held-out accuracy", f"{result['accuracy']:.3f}")
+        cols[1].metric("Macro-F1", f"{result['macro_f1']:.3f}")
+        confusion = pd.DataFrame(result["confusion"], index=result["labels"], columns=result["labels"])
+        st.markdown("**Confusion matrix** (rows: true label, columns: predicted)")
+        st.dataframe(confusion)
+
+st.subheader("Compare with training from scratch")
+st.caption(
+    "The same data trained three ways, each over several seeds: from scratch (the parent's network and "
+    "tokenizer, untrained), fine-tuned with everything trainable, and fine-tuned with the body frozen."
+)
+cols = st.columns(3)
+n_seeds = cols[0].number_input("Seeds", 1, 5, 3)
+cmp_steps = cols[1].number_input("Steps per run", 10, 100_000, int(steps), step=50)
+if cols[2].button("Run the comparison"):
+    cid = runs.new_run_id("compare", "compare")
+    common_args = [
+        "--from",
+        parent_row["run_id"],
+        "--steps",
+        str(int(cmp_steps)),
+        "--seeds",
+        str(int(n_seeds)),
+    ]
+    if as_classifier:
+        argv = ["classify", "compare", *common_args, "--data", data]
+        argv += [f"--text-column={text_column}", f"--label-column={label_column}"]
+    else:
+        argv = ["compare", *common_args, "--corpus", source]
+    st.session_state["ft_compare"] = jobs.submit(root, cid, [*argv, "--compare-id", cid])
+
+tables = {t["compare_id"]: t for t in classify.list_comparisons(root)}
+wanted = st.session_state.get("ft_compare")
+if wanted or tables:
+    ids = list(dict.fromkeys([*([wanted] if wanted else []), *tables]))
+    shown = st.selectbox("Comparison", ids)
+
+    @st.fragment(run_every=2.0)
+    def comparison():
+        table = classify.read_comparison(root, shown)
+        if table is None:
+            state = jobs.state(root, shown)
+            if state["status"] == "failed":
+                st.error(state.get("message"))
+            else:
+                st.info(f"The comparison is {state['status']}…")
+            return
+        st.caption(f"{table['kind']} on {common.corpus_label(table['target'])}: {table['status']}")
+        st.dataframe(pd.DataFrame(table["rows"]), hide_index=True)
+        for key, text in table["margins"].items():
+            st.markdown(f"**{key}:** {text}")
+        frames = {
+            f"{r['variant']} s{r['seed']}": common.metrics_frame(root / r["run_id"]) for r in table["runs"]
+        }
+        metric = "Accuracy" if table["kind"] == "classify" else "Loss (nats)"
+        st.plotly_chart(common.curve_figure(frames, metric), key=f"cmp-{shown}")
+
+    comparison()
+
+st.subheader("Try a classifier")
+trained = [r for r in common.run_choices(lambda r: r["task"] == "classify" and r["status"] == "completed")]
+if not trained:
+    st.caption("No classifier has finished training yet.")
+    st.stop()
+which = st.selectbox("Classifier run", [r["run_id"] for r in trained])
+text = st.text_area("Text to classify", "The plot is not bad at all, but the ending is a letdown.")
+if st.button("Classify"):
+    try:
+        result = common.classifier(str(root / which)).predict([text])[0]
+    except LMError as err:
+        st.error(str(err))
+        st.stop()
+    best = result["probabilities"][result["label"]]
+    st.markdown(f"Predicted label: **{result['label']}** (probability {best:.3f})")
+    st.bar_chart(pd.Series(result["probabilities"], name="probability"))
+    for note in result["notes"]:
+        st.caption(note)
