@@ -143,8 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune_parsers(sub)
 
     b = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
-    b.add_argument("what", choices=("generate",), help="generate: incremental vs naive decoding")
+    b.add_argument(
+        "what",
+        choices=("generate", "train", "train-to-quality"),
+        help="generate: incremental vs naive decoding; train: tokens/s and MFU; "
+        "train-to-quality: seconds to a validation loss on Tiny Shakespeare",
+    )
     b.add_argument("--tokens", type=_positive_int, default=1000, help="tokens generated per row")
+    b.add_argument("--target", type=_number, default=1.8857, help="train-to-quality: the validation loss")
+    b.add_argument("--steps", type=_positive_int, help="train-to-quality: steps (default: the recipe's)")
+    b.add_argument("--eval-every", type=_positive_int, default=100, help="train-to-quality: steps")
+    b.add_argument("--model", default="nano", help="train-to-quality: the model")
     b.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
@@ -346,9 +355,17 @@ def cmd_runs(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from lmcore import bench, device
+    from lmcore import bench, bench_train, device
 
     device.import_tensorflow()
+    if args.what == "train-to-quality":
+        r = bench_train.time_to_quality(args.target, args.model, eval_every=args.eval_every, steps=args.steps)
+        print(json.dumps(r) if args.json else bench_train.format_quality(r), flush=True)
+        return 0
+    if args.what == "train":
+        for r in bench_train.train_bench():
+            print(json.dumps(r) if args.json else bench_train.format_train(r), flush=True)
+        return 0
     for result in bench.generate_bench(args.tokens):
         if args.json:
             print(json.dumps(result), flush=True)

@@ -1,0 +1,201 @@
+"""Training benchmarks: ``python -m lmcore bench train`` and ``bench train-to-quality``.
+
+``train`` times the training loop itself (the model, optimizer, input pipeline and
+``steps_per_execution`` that ``lmcore.train`` uses) on random tokens after a warm-up, and
+turns tokens/s into model FLOP/s and MFU against a matmul roof measured in the same process,
+so that the ratio means the same on a fast or a slow, a quiet or a busy machine.
+
+Model FLOPs per token (nanoGPT's estimate, as in the PaLM paper's appendix B):
+
+    6 N + 12 L T C    (GPT)        6 N    (recurrent)
+
+``N`` counts the weights that take part in matrix products: every parameter except the
+learned positions and, for the recurrent models, the input embedding (both are looked up,
+not multiplied). Each such weight costs 2 FLOPs per token forwards and 4 backwards. The
+attention term is the score and weighted-sum products, QK^T and AV: 2 x 2 T C FLOPs per
+token and layer forwards, times 3 with the backward pass, counted over the full T x T
+square as nanoGPT does (causal masking skips half of it in principle, not in these kernels).
+LayerNorm, softmax, GELU, the loss and the optimizer update are not counted: they are real
+work, but "model FLOPs" conventionally leaves them out, which makes MFU a conservative figure.
+
+The roof is the best of several timed fp32 ``2048 x 2048`` matmuls (XLA-compiled and plain),
+measured before and after the models, the best of all kept.
+
+``train-to-quality`` trains ``nano`` on ``builtin:tiny-shakespeare`` with its default recipe
+through ``lmcore.train.start`` (the same code as ``python -m lmcore train``), validates every
+``eval_every`` steps on the fixed validation subset (``data.val_dataset``), and reports the
+wall time, from the start of training (model build and compilation included), at which the
+validation loss first reaches the target.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_CONFIGS = (  # (label, preset, batch)
+    ("nano", "nano", 12),
+    ("nano", "nano", 64),
+    ("seed-lstm", "seed-lstm", 32),
+)
+VOCAB = 65
+RECIPE_KEYS = ("steps", "batch_size", "lr", "schedule", "warmup_steps", "min_lr")
+TARGET_LOSS = 1.8857  # nanoGPT's CPU "baby GPT" after 2,000 iterations (68 s)
+
+
+def matmul_roof(n: int = 2048, reps: int = 8, trials: int = 3) -> float:
+    """Best fp32 matmul GFLOP/s of this machine, XLA-compiled or not."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), seed=1)
+    b = tf.random.normal((n, n), seed=2)
+    best = 0.0
+    for jit in (True, False):
+        f = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=jit)
+        f(a, b).numpy()  # compile
+        for _ in range(trials):
+            start = time.perf_counter()
+            for _ in range(reps):
+                c = f(a, b)
+            c.numpy()
+            best = max(best, 2 * n**3 * reps / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def flops_per_token(model, config) -> float:
+    """Model FLOPs per trained token, ``6 N (+ 12 L T C)`` (see the module docstring)."""
+    n = model.count_params()
+    if config.family == "gpt":
+        n -= config.block_size * config.n_embd  # learned positions: a lookup
+        return 6 * n + 12 * config.n_layer * config.block_size * config.n_embd
+    return 6 * (n - config.vocab_size * config.n_embd)  # input embedding: a lookup
+
+
+def train_config(label: str, preset: str, batch: int, intervals: int = 4, seed: int = 0) -> dict:
+    """Time ``intervals`` logging intervals of training after a warm-up interval."""
+    import keras
+
+    from lmcore import data, models
+    from lmcore import train as train_mod
+
+    config = models.make_config(preset, vocab_size=VOCAB)
+    c = train_mod.make_train_config(preset, batch_size=batch, seed=seed)
+    keras.utils.set_random_seed(seed)
+    model = models.build_model(config)
+    train_mod.compile_model(model, c, config.family)
+    model.steps_per_execution = train_mod.steps_per_execution(c)
+    ids = np.random.default_rng(seed).integers(0, VOCAB, 400_000).astype(np.int32)
+    ds = data.train_dataset(ids, config.block_size, batch, seed=seed)
+    ends = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            float(logs["loss"])  # wait for the device, as the trainer's logging does
+            ends.append(time.perf_counter())
+
+    model.fit(
+        ds, epochs=intervals + 1, steps_per_epoch=c.log_every, verbose=0, shuffle=False, callbacks=[Clock()]
+    )
+    seconds = statistics.median(np.diff(ends))  # the first interval (compilation) is left out
+    tokens_per_s = c.log_every * batch * config.block_size / seconds
+    fpt = flops_per_token(model, config)
+    return {
+        "model": label,
+        "batch": batch,
+        "block_size": config.block_size,
+        "parameters": model.count_params(),
+        "jit": bool(model.jit_compile),
+        "steps_per_execution": model.steps_per_execution,
+        "tokens_per_s": round(tokens_per_s, 1),
+        "flops_per_token": fpt,
+        "gflops": round(tokens_per_s * fpt / 1e9, 2),
+    }
+
+
+def train_bench(configs=TRAIN_CONFIGS, intervals: int = 4):
+    """Yield one result per configuration, each with the roof and MFU."""
+    from lmcore import device
+
+    device.setup({"precision": device.describe()["precision"]})
+    roof = matmul_roof()
+    results = [train_config(*cfg, intervals=intervals) for cfg in configs]
+    roof = max(roof, matmul_roof())  # before and after: the best the machine gave
+    for r in results:
+        yield {**r, "roof_gflops": round(roof, 1), "mfu": round(r["gflops"] / roof, 4)}
+
+
+def time_to_quality(
+    target: float = TARGET_LOSS,
+    model_name: str = "nano",
+    source: str = "builtin:tiny-shakespeare",
+    eval_every: int = 100,
+    steps: int | None = None,
+    runs_root: Path | None = None,
+    **overrides,
+) -> dict:
+    """Train with the default recipe, validating every ``eval_every`` steps; the time to ``target``."""
+    from lmcore import corpus
+    from lmcore import train as train_mod
+
+    c = train_mod.make_train_config(
+        model_name, steps=steps, eval_every=eval_every, log_every=eval_every, sample_length=0, **overrides
+    )
+    job = train_mod.prepare(model_name, train_mod.DataConfig(source=source), c, loaded=corpus.load(source))
+    curve, t0 = [], [None]
+
+    def listener(event: str, record: dict) -> None:
+        if event == "start":
+            t0[0] = time.perf_counter()
+        elif event == "log" and "val_loss" in record:
+            curve.append(
+                {
+                    "step": record["step"],
+                    "wall_s": round(time.perf_counter() - t0[0], 2),
+                    "val_loss": round(record["val_loss"], 4),
+                    "tokens_per_s": record["tokens_per_s"],
+                }
+            )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_mod.start(job, Path(runs_root or tmp), name="bench", listener=listener)
+    reached = next((p for p in curve if p["val_loss"] <= target), None)
+    by_68 = [p["val_loss"] for p in curve if p["wall_s"] <= 68]
+    return {
+        "model": model_name,
+        "corpus": source,
+        "recipe": {k: getattr(c, k) for k in RECIPE_KEYS},
+        "eval_every": eval_every,
+        "eval_windows": c.eval_batches * c.batch_size,
+        "target": target,
+        "seconds_to_target": reached["wall_s"] if reached else None,
+        "step_at_target": reached["step"] if reached else None,
+        "best_val_within_68s": min(by_68) if by_68 else None,
+        "final_val_loss": curve[-1]["val_loss"] if curve else None,
+        "wall_s": curve[-1]["wall_s"] if curve else None,
+        "status": result["status"],
+        "curve": curve,
+    }
+
+
+def format_train(r: dict) -> str:
+    return (
+        f"{r['model']:<10} batch {r['batch']:>3} block {r['block_size']:>3}: "
+        f"{r['tokens_per_s']:>9,.0f} tok/s, "
+        f"{r['flops_per_token'] / 1e6:.2f} MFLOP/token, {r['gflops']:7.1f} GFLOP/s of a "
+        f"{r['roof_gflops']:.0f} GFLOP/s roof: MFU {r['mfu']:.1%}"
+    )
+
+
+def format_quality(r: dict) -> str:
+    hit = (
+        f"val {r['target']} at {r['seconds_to_target']:.1f} s (step {r['step_at_target']})"
+        if r["seconds_to_target"] is not None
+        else f"val {r['target']} not reached"
+    )
+    best = r["best_val_within_68s"]
+    within = f"; best val within 68 s {best:.4f}" if best is not None else ""
+    return f"{r['model']} on {r['corpus']}: {hit}{within}; final val {r['final_val_loss']} at {r['wall_s']} s"

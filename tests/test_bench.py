@@ -1,0 +1,72 @@
+"""Training benchmarks: the FLOP formula against a hand count, and real (tiny) timed runs.
+
+Speeds are measurements (BENCHMARKS.md), never asserted: these tests check that the
+benchmark measures what it says, not how fast this machine is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+from lmcore import bench_train, models
+
+
+def test_flops_per_token_counts_the_matmul_weights_and_attention_by_hand():
+    c = models.make_config("nano", vocab_size=65)
+    model = models.build_model(c)
+    C, L, T, V = c.n_embd, c.n_layer, c.block_size, c.vocab_size
+    # per block: qkv (3C^2) + proj (C^2) + fc (4C^2) + fc_proj (4C^2); the tied head (V C)
+    matmul_weights = L * 12 * C * C + V * C
+    norms = (2 * L + 1) * C  # LayerNorm scales: counted in N, as nanoGPT does
+    want = 6 * (matmul_weights + norms) + 12 * L * T * C
+    assert bench_train.flops_per_token(model, c) == want
+    assert 5.1e6 < want < 5.2e6  # nano: about 5.17 MFLOP per token
+
+    r = models.make_config("seed-lstm", vocab_size=65)
+    lstm = models.build_model(r)
+    E, H = r.n_embd, r.n_hidden
+    weights = 4 * (E * H + H * H + H) + 4 * (H * H + H * H + H) + H * V + V  # 2 layers + head
+    assert bench_train.flops_per_token(lstm, r) == 6 * weights
+
+
+def test_the_roof_is_a_real_measurement():
+    roof = bench_train.matmul_roof(n=256, reps=2, trials=1)
+    assert 0.1 < roof < 1e5  # GFLOP/s: positive and physically plausible for a CPU or GPU
+
+
+def test_bench_train_times_a_tiny_model_and_reports_mfu(monkeypatch):
+    from lmcore import device
+
+    device.import_tensorflow()
+    monkeypatch.setattr(bench_train, "matmul_roof", lambda: 100.0)
+    (r,) = bench_train.train_bench(configs=(("tiny", "tiny", 4),), intervals=1)
+    assert r["model"] == "tiny" and r["batch"] == 4 and r["block_size"] == 32
+    assert r["tokens_per_s"] > 0 and r["steps_per_execution"] == 50  # the recipe logs every 50
+    assert abs(r["gflops"] - r["tokens_per_s"] * r["flops_per_token"] / 1e9) < 0.01
+    assert r["roof_gflops"] == 100.0 and abs(r["mfu"] - r["gflops"] / 100.0) < 1e-3
+
+
+def test_bench_rejects_an_unknown_benchmark_in_one_line():
+    out = subprocess.run(
+        [sys.executable, "-m", "lmcore", "bench", "speed"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
+    assert "train-to-quality" in out.stderr
+
+
+def test_time_to_quality_reports_the_first_validation_under_the_target(small_file):
+    r = bench_train.time_to_quality(
+        target=10.0, model_name="tiny", source=str(small_file), eval_every=10, steps=20, batch_size=4
+    )
+    assert r["status"] == "completed" and [p["step"] for p in r["curve"]] == [10, 20]
+    assert r["step_at_target"] == 10 and r["seconds_to_target"] == r["curve"][0]["wall_s"] > 0
+    assert r["best_val_within_68s"] == min(p["val_loss"] for p in r["curve"] if p["wall_s"] <= 68)
+    missed = bench_train.time_to_quality(
+        target=0.01, model_name="tiny", source=str(small_file), eval_every=10, steps=10, batch_size=4
+    )
+    assert missed["seconds_to_target"] is None and missed["step_at_target"] is None
+    json.dumps(r)  # the --json line
