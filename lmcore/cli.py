@@ -223,7 +223,9 @@ def cmd_train(args) -> int:
     if args.resume:
         defaults = vars(build_parser().parse_args(["train"]))
         keep = ("command", "resume", "steps", "runs_dir", "json", "strategy")
-        changed = [k for k, v in vars(args).items() if k not in keep and v != defaults.get(k)]
+        changed = [k for k, v in vars(args).items() if k not in keep and k[0] != "_" and v != defaults.get(k)]
+        # A setting typed with its default value (--model nano) is a change too.
+        changed += [k for k in getattr(args, "_typed", ()) if k not in keep and k not in changed]
         if changed:
             flags = ", ".join("--" + k.replace("_", "-") for k in changed)
             raise LMError(f"--resume continues a run with its own settings; drop {flags}")
@@ -556,9 +558,27 @@ COMMANDS = {
 }
 
 
+def _typed_train_options(argv: list[str]) -> list[str]:
+    """The ``train`` options given on the command line (argparse's abbreviations included)."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = sub.choices["train"]._option_string_actions
+    typed = []
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if not flag.startswith("--"):
+            continue
+        exact = options.get(flag)
+        dests = {exact.dest} if exact else {a.dest for o, a in options.items() if o.startswith(flag)}
+        if len(dests) == 1 and dests != {"help"}:
+            typed.append(dests.pop())
+    return typed
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "train":
+            args._typed = _typed_train_options(sys.argv[1:] if argv is None else argv)
         return COMMANDS[args.command](args)
     except LMError as err:
         print(f"error: {err}", file=sys.stderr)

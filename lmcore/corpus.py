@@ -15,11 +15,12 @@ A source is named by one string everywhere (command line, API, dashboard):
   ``http(s)://`` URL. Raw bytes (an upload) go through :func:`load_bytes`.
 
 Decoding policy (the same every time, see :func:`decode_bytes`): a BOM decides (UTF-8,
-UTF-16, UTF-32); otherwise strict UTF-8; otherwise UTF-8 with at most 1 invalid byte per
-1,000 (each replaced by U+FFFD and counted); otherwise GBK when the text really looks like
-GB2312 Chinese; otherwise cp1252; otherwise refused. NUL bytes or known binary signatures
-are refused as not text. Text is then normalized: every line ending (CRLF, CR, U+2028,
-U+2029, NEL) becomes ``\\n`` and Unicode becomes NFC.
+UTF-16, UTF-32); otherwise strict UTF-8; otherwise, for text with valid multi-byte UTF-8
+characters, UTF-8 with at most 1 invalid byte per 1,000 (each replaced by U+FFFD and
+counted); otherwise GBK when the text really looks like GB2312 Chinese; otherwise cp1252;
+otherwise UTF-8 with at most 1 invalid byte per 1,000; otherwise refused. NUL bytes or known
+binary signatures are refused as not text. Text is then normalized: every line ending (CRLF,
+CR, U+2028, U+2029, NEL) becomes ``\\n``, Unicode becomes NFC, and U+FEFF is removed.
 
 This module never imports TensorFlow.
 """
@@ -136,9 +137,12 @@ def _binary_kind(data: bytes) -> str | None:
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
-def _count_invalid_utf8(data: bytes) -> int:
-    """Bytes that are not part of a valid UTF-8 sequence (surrogateescape marks each one)."""
-    return len(_ESCAPED_BYTE.findall(data.decode("utf-8", errors="surrogateescape")))
+def _count_invalid_utf8(data: bytes) -> tuple[int, int]:
+    """(bytes that are not part of a valid UTF-8 sequence, valid multi-byte characters)."""
+    text = data.decode("utf-8", errors="surrogateescape")  # each invalid byte -> one U+DC80..U+DCFF
+    invalid = sum(1 for _ in _ESCAPED_BYTE.finditer(text))
+    non_ascii = len(text) - len(text.encode("ascii", errors="ignore"))
+    return invalid, non_ascii - invalid
 
 
 def _looks_like_gbk(text: str) -> bool:
@@ -182,6 +186,11 @@ def decode_bytes(data: bytes, name: str = "input") -> tuple[str, str, list[str]]
             try:
                 text = data.decode(encoding)
             except UnicodeDecodeError as err:
+                invalid = _count_invalid_utf8(data[len(bom) :])[0] if encoding == "utf-8-sig" else 0
+                if 0 < invalid <= MAX_INVALID_UTF8_RATIO * len(data):  # the same policy as without a BOM
+                    text = data[len(bom) :].decode("utf-8", errors="replace")
+                    s = "s" if invalid != 1 else ""
+                    return text, "utf-8", [f"{invalid} invalid UTF-8 byte{s} replaced by U+FFFD"]
                 raise LMError(
                     f"{name} starts with a {encoding} byte-order mark but is not valid "
                     f"{encoding}: {err.reason}"
@@ -194,11 +203,13 @@ def decode_bytes(data: bytes, name: str = "input") -> tuple[str, str, list[str]]
         return data.decode("utf-8"), "utf-8", []
     except UnicodeDecodeError:
         pass
-    invalid = _count_invalid_utf8(data)
-    if invalid <= MAX_INVALID_UTF8_RATIO * len(data):
-        text = data.decode("utf-8", errors="replace")
-        note = f"{invalid} invalid UTF-8 byte{'s' if invalid != 1 else ''} replaced by U+FFFD"
-        return text, "utf-8", [note]
+    invalid, valid_multibyte = _count_invalid_utf8(data)
+    few_invalid = invalid <= MAX_INVALID_UTF8_RATIO * len(data)
+    note = f"{invalid} invalid UTF-8 byte{'s' if invalid != 1 else ''} replaced by U+FFFD"
+    # A few bad bytes in text that otherwise shows it is UTF-8 (it has valid multi-byte
+    # characters) are damage; the same bytes in text with none are more likely another encoding.
+    if few_invalid and valid_multibyte:
+        return data.decode("utf-8", errors="replace"), "utf-8", [note]
     try:
         text = data.decode("gbk")
         if _looks_like_gbk(text):
@@ -208,12 +219,16 @@ def decode_bytes(data: bytes, name: str = "input") -> tuple[str, str, list[str]]
     try:
         return data.decode("cp1252"), "cp1252", ["not UTF-8: decoded as cp1252 (Windows Western)"]
     except UnicodeDecodeError:
-        raise LMError(f"{name} is not UTF-8, GBK or cp1252 text; save it as UTF-8 and try again") from None
+        pass
+    if few_invalid:
+        return data.decode("utf-8", errors="replace"), "utf-8", [note]
+    raise LMError(f"{name} is not UTF-8, GBK or cp1252 text; save it as UTF-8 and try again")
 
 
 def normalize(text: str) -> str:
-    """One line ending (``\\n``) and one Unicode form (NFC)."""
-    return unicodedata.normalize("NFC", _LINE_BREAKS.sub("\n", text))
+    """One line ending (``\\n``), one Unicode form (NFC), and no U+FEFF: a byte-order mark
+    that is not at the start (files joined together) is not text either."""
+    return unicodedata.normalize("NFC", _LINE_BREAKS.sub("\n", text).replace("\ufeff", ""))
 
 
 # ---------------------------------------------------------------------------- cleaning

@@ -109,6 +109,17 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def remove_partial_files(folder: Path) -> list[str]:
+    """Delete the temporary files of writes that never finished (their process was killed);
+    call it only while holding the run's training lock. Returns the names removed."""
+    removed = []
+    for p in folder.glob(".*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
+
+
 def write_json(path: Path, data) -> None:
     atomic_write(
         path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -92,7 +92,7 @@ class WordTokenizer:
 
     @classmethod
     def train(cls, text: str, vocab_size: int = 10_000, **_) -> WordTokenizer:
-        counts = Counter(word_pieces(text))
+        counts = Counter(m.group() for m in _WORD_PIECES.finditer(text))  # no list of every piece
         common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(1, vocab_size - 1)]
         return cls([cls.UNK, *[w for w, _ in common]])
 
@@ -105,7 +105,7 @@ class WordTokenizer:
 
     def encode(self, text: str) -> np.ndarray:
         index = self.index
-        return np.fromiter((index.get(w, 0) for w in self.split(text)), dtype=np.int32)
+        return np.fromiter((index.get(m.group(), 0) for m in _WORD_PIECES.finditer(text)), dtype=np.int32)
 
     def decode(self, ids) -> str:
         return "".join(self.vocab[int(i)] for i in ids)
@@ -118,6 +118,25 @@ class WordTokenizer:
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "vocab": self.vocab}
+
+
+PIECE_CHARS = 1 << 18  # BPE works on pieces of about this many characters
+
+
+def _pieces(text: str, size: int = PIECE_CHARS):
+    """``text`` in consecutive pieces of at most ``size`` characters, cut before a space that
+    follows a non-space where there is one (where byte-level BPE's pre-tokenizer cuts anyway),
+    so that the library never holds a whole 50 MB line, or its encoding, at once."""
+    start = 0
+    while len(text) - start > size:
+        end = text.rfind(" ", start + size // 2, start + size)
+        while end > start + size // 2 and text[end - 1].isspace():
+            end = text.rfind(" ", start + size // 2, end)
+        if end <= start + size // 2:
+            end = start + size
+        yield text[start:end]
+        start = end
+    yield text[start:]
 
 
 class BPETokenizer:
@@ -139,8 +158,10 @@ class BPETokenizer:
         trainer = trainers.BpeTrainer(
             vocab_size=max(vocab_size, len(alphabet)), initial_alphabet=alphabet, show_progress=False
         )
-        # Train on lines so that the Rust trainer can work on chunks in parallel.
-        tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+        # Train on lines (long ones in pieces) so that the Rust trainer can work in parallel
+        # and never holds one enormous sequence.
+        lines = (piece for line in text.splitlines(keepends=True) for piece in _pieces(line))
+        tok.train_from_iterator(lines, trainer=trainer)
         return cls(tok)
 
     @property
@@ -148,7 +169,16 @@ class BPETokenizer:
         return self._tok.get_vocab_size()
 
     def encode(self, text: str) -> np.ndarray:
-        return np.asarray(self._tok.encode(text).ids, dtype=np.int32)
+        if len(text) <= PIECE_CHARS:
+            return np.asarray(self._tok.encode(text).ids, dtype=np.int32)
+        parts, batch = [], []
+        for piece in [*_pieces(text), None]:  # a few pieces at a time: bounded memory
+            if piece is not None:
+                batch.append(piece)
+            if batch and (piece is None or len(batch) == 4):
+                parts += [np.asarray(e.ids, dtype=np.int32) for e in self._tok.encode_batch(batch)]
+                batch = []
+        return np.concatenate(parts)
 
     def decode(self, ids) -> str:
         return self._tok.decode([int(i) for i in ids])

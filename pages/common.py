@@ -27,6 +27,16 @@ def runs_root() -> Path:
     return runs.runs_dir()
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
+
+
+def plain(text: str) -> str:
+    """``text`` (a file name, an address, a message quoting them) escaped for the elements that
+    render Markdown (st.error, st.info, st.caption...): links, images, HTML-looking tags and
+    formulas in it are shown as typed, never rendered."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
     gpus = device.gpu_names_without_tf()
@@ -44,6 +54,9 @@ def sidebar() -> None:
                 st.caption(f"• {r['run_id']} — step {r['step']}/{r['steps']}")
         else:
             st.caption("No training in progress.")
+        waiting = jobs_queue()
+        if waiting:
+            st.caption(f"**Queued:** {len(waiting)} (they start as training slots free)")
 
 
 # ---------------------------------------------------------------------------- corpora
@@ -124,7 +137,8 @@ def corpus_picker(key: str = "data") -> tuple[corpus.Corpus | None, corpus.Corpu
             if upload is not None:
                 kept["upload"] = (upload.name, upload.getvalue())
             elif "upload" in kept:
-                st.caption(f"Using your earlier upload, {kept['upload'][0]}; choose a file to replace it.")
+                name = plain(kept["upload"][0])
+                st.caption(f"Using your earlier upload, {name}; choose a file to replace it.")
             else:
                 return None, None, None
             name, data = kept["upload"]
@@ -150,10 +164,10 @@ def corpus_picker(key: str = "data") -> tuple[corpus.Corpus | None, corpus.Corpu
         if source is None:
             source = str(upload_path(data, name))
     except LMError as err:
-        st.error(str(err))
+        st.error(plain(err))
         st.stop()
     for note in cleaned.notes:
-        st.info(note)
+        st.info(plain(note))
     st.session_state["corpus_source"] = source
     st.session_state["corpus_clean"] = {k: v for k, v in options.items() if v}
     st.session_state["corpus_text_column"] = text_column
@@ -274,7 +288,9 @@ def generator(run_dir: str, which: str, mtime: float):
     """(LogitsFn, tokenizer, config) for a checkpoint; ``mtime`` makes a newer checkpoint reload."""
     from lmcore import generate
 
-    return generate.load_run(Path(run_dir), which)
+    loaded = generate.load_run(Path(run_dir), which)
+    generate.warm_up(loaded[0])  # compile the decoder now, under this spinner, not at the first token
+    return loaded
 
 
 @st.cache_resource(show_spinner="Loading the classifier…", max_entries=4)
@@ -326,10 +342,15 @@ def run_view(run_id: str, controls: dict) -> str:
     step = int(state.get("step") or 0)
 
     head = st.columns([3, 1])
-    if status == "starting":
+    if status == "queued":
+        head[0].info(
+            f"Queued: number {state['position']} of {state['queue_length']} waiting. It starts when one "
+            f"of the {state['slots']} training slots frees (LMLAB_MAX_JOBS sets how many)."
+        )
+    elif status == "starting":
         head[0].info("Starting: loading the corpus and TensorFlow…")
     elif status == "failed":
-        head[0].error(f"Failed: {state.get('message')}")
+        head[0].error(f"Failed: {plain(state.get('message'))}")
     else:
         eta = ""
         if status == "running" and len(df) >= 2:
@@ -340,10 +361,13 @@ def run_view(run_id: str, controls: dict) -> str:
         val = f" · val loss {state['val_loss']:.4f}" if state.get("val_loss") is not None else ""
         head[0].progress(min(step / total, 1.0), text=f"**{status}** · step {step}/{total}{val}{eta}")
     if state.get("job_error"):
-        st.error(f"Resuming failed: {state['job_error']}")
+        st.error(f"Resuming failed: {plain(state['job_error'])}")
     if status in ("running", "starting") and head[1].button("Stop", key=f"stop-{run_id}", type="primary"):
         jobs.stop(root, run_id)
         st.toast("Stop requested: the run saves a checkpoint and ends after the current step.")
+    if status == "queued" and head[1].button("Cancel", key=f"cancel-{run_id}"):
+        jobs.stop(root, run_id)
+        st.rerun()
     if status == "interrupted":
         head[1].caption("Resume it on the Runs page.")
 
@@ -375,6 +399,14 @@ def follow(run_id: str, controls: dict) -> None:
     live()
 
 
+def jobs_queue() -> list[str]:
+    """Ids of the jobs waiting for a training slot (starting any whose slot has freed)."""
+    from lmcore import jobs
+
+    jobs.dispatch(runs_root())
+    return jobs.queued(runs_root())
+
+
 def jobs_state(run_id: str) -> str:
     from lmcore import jobs
 
@@ -401,3 +433,9 @@ def corpus_label(source: str | None) -> str:
     if not source or source.startswith(("builtin:", "http://", "https://")):
         return source or "?"
     return Path(source).name
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def distinct_chars(text: str) -> str:
+    """The characters of ``text``, once (the char tokenizer's vocabulary)."""
+    return "".join(sorted(set(text)))

@@ -21,6 +21,11 @@ if cleaned is None:
     st.info("Choose a corpus to begin.")
     st.stop()
 text = cleaned.text
+# Counting, tokenizing and windowing look at a bounded prefix, so that a 50 MB upload keeps
+# the page (and the server's other sessions) responsive; the totals below are exact.
+PREVIEW_CHARS = 2_000_000
+view = text[:PREVIEW_CHARS]
+view_key = f"{cleaned.sha256}:{len(view)}"
 
 with st.expander("Before and after cleaning", expanded=raw is not cleaned):
     cols = st.columns(2)
@@ -31,18 +36,20 @@ st.subheader("Statistics")
 cols = st.columns(4)
 cols[0].metric("Characters", f"{len(text):,}")
 cols[1].metric("Lines", f"{text.count(chr(10)) + 1:,}")
-cols[2].metric("Distinct characters", f"{len(set(text)):,}")
-cols[3].metric("Unigram entropy", f"{common.entropy_bits(text[:2_000_000]):.3f} bits/char")
+cols[2].metric("Distinct characters", f"{len(common.distinct_chars(text)):,}")
+cols[3].metric("Unigram entropy", f"{common.entropy_bits(view):.3f} bits/char")
+if len(text) > len(view):
+    st.caption(f"A long text: entropy, counts, tokens and windows use its first {len(view):,} characters.")
 
 unit = st.radio("Count", ["characters", "words"], horizontal=True)
-tokens = list(text) if unit == "characters" else [t for t in tokenizers.word_pieces(text) if not t.isspace()]
+tokens = list(view) if unit == "characters" else [t for t in tokenizers.word_pieces(view) if not t.isspace()]
 top = Counter(tokens).most_common(40)
 freq = pd.DataFrame(top, columns=["token", "count"])
 freq["token"] = freq["token"].map(common.show_token)
 st.plotly_chart(px.bar(freq, x="token", y="count", title=f"The 40 most frequent {unit}"))
 
 st.subheader("Tokens")
-kinds = {kind: common.tokenizer_for(kind, cleaned.sha256, text) for kind in tokenizers.KINDS}
+kinds = {kind: common.tokenizer_for(kind, view_key, view) for kind in tokenizers.KINDS}
 length = st.slider("Characters shown", 40, 600, 200, step=20)
 snippet = text[:length]
 palette = ["#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa"]
@@ -60,7 +67,7 @@ for col, (kind, tok) in zip(cols, kinds.items(), strict=True):
 
 sizes = []
 for kind, tok in kinds.items():
-    train_ids, val_ids = data.split(common.token_ids(kind, cleaned.sha256, text))
+    train_ids, val_ids = data.split(common.token_ids(kind, view_key, view))
     sizes.append(
         {
             "tokenizer": kind,
@@ -80,7 +87,7 @@ kind = cols[0].selectbox("Tokenizer", tokenizers.KINDS)
 block = cols[1].slider("Block size", 4, 64, 16)
 seed = cols[2].number_input("Seed", min_value=0, max_value=2**32 - 1, value=0, step=1)
 tok = kinds[kind]
-train_ids, _ = data.split(common.token_ids(kind, cleaned.sha256, text))
+train_ids, _ = data.split(common.token_ids(kind, view_key, view))
 if len(train_ids) <= block + 1:
     st.warning("This text is too short for windows of this size.")
     st.stop()

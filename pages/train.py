@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from lmcore import LMError, corpus, jobs, tokenizers
+from lmcore import LMError, corpus, data, jobs, tokenizers
 from lmcore import train as train_mod
 from lmcore.config import MODEL_NAMES, make_config
 from pages import common
@@ -73,10 +73,27 @@ with st.expander("New run", expanded="follow_run" not in st.session_state):
     if clean:
         st.caption(f"With the Data page's cleaning: {', '.join(k.replace('_', ' ') for k in clean)}.")
     try:
-        chars = len(common.load_source(source, clean, column).text)
+        text = common.load_source(source, clean, column).text
+        chars = len(text)
     except LMError as err:  # e.g. offline: say so, and keep the page (and a followed run) working
-        st.error(str(err))
-        chars = None
+        st.error(common.plain(err))
+        text, chars = "", None
+    # Too big for this machine? Said here, before a job is started (the trainer checks again).
+    vocab = {"char": len(common.distinct_chars(text)), "word": 10_000, "bpe": 512}[kind]
+    sizes = make_config(model, vocab_size=max(vocab, 1), block_size=int(block))
+    fits = True
+    try:
+        est = train_mod.check_memory(sizes, replace(recipe, batch_size=int(batch), optimizer=optimizer))
+        have, where = train_mod.available_memory()
+        st.caption(
+            f"Training needs about {est['total_bytes'] / 2**30:.1f} GB "
+            f"({est['parameters']:,} parameters); {have / 2**30:.0f} GB of {where}."
+        )
+        if kind == "char" and chars is not None:  # one token per character: the length is known now
+            data.check_length(*data.split(range(chars)), int(block))
+    except LMError as err:
+        st.error(common.plain(err))
+        fits = False
     steps = int(length) if not by_epochs else max(1, int(length * 0.9 * (chars or 0) / (batch * block)))
     preview = replace(recipe, steps=steps, lr=lr, schedule=schedule, warmup_steps=warmup)
     x, y = train_mod.lr_curve(preview)
@@ -85,7 +102,7 @@ with st.expander("New run", expanded="follow_run" not in st.session_state):
         key="lr-preview",
     )
 
-    if st.button("Start training", type="primary", disabled=chars is None):
+    if st.button("Start training", type="primary", disabled=chars is None or not fits):
         args = [
             "--corpus",
             source,
@@ -117,8 +134,14 @@ with st.expander("New run", expanded="follow_run" not in st.session_state):
 
 st.subheader("Follow a run")
 active = [r["run_id"] for r in common.run_choices(lambda r: r["status"] == "running")]
+waiting = common.jobs_queue()
+busy = len(jobs.active(root))
+st.caption(
+    f"Training slots: {busy} of {jobs.max_jobs()} busy"
+    + (f" · {len(waiting)} queued: {', '.join(waiting)}" if waiting else "")
+)
 mine = st.session_state.get("follow_run")
-options = list(dict.fromkeys([*([mine] if mine else []), *active]))
+options = list(dict.fromkeys([*([mine] if mine else []), *active, *waiting]))
 if not options:
     st.info("No run in progress. Start one above; it keeps training if you leave this page or close the tab.")
     st.stop()
