@@ -280,7 +280,7 @@ def train_config_for(
     parent: finetune.Parent, scratch: bool, body_frozen: bool = False, **overrides
 ) -> train_mod.TrainConfig:
     """Training settings: the parent's optimizer and batch, a warm-up then cosine schedule."""
-    base = train_mod.TrainConfig(**parent.config["train"])
+    base = parent.train_config()
     given = {k: v for k, v in overrides.items() if v is not None}
     steps = given.get("steps", DEFAULT_STEPS)
     lr = given.get("lr", default_lr(base.lr, scratch, body_frozen))
@@ -730,7 +730,7 @@ def compare_lm(args, root: Path, listener=None) -> dict:
         s = finetune.Surgery(freeze=kept if variant.endswith("frozen") else 0)
         config = finetune.train_config_for(parent, steps=args.steps, eval_every=args.eval_every)
         if variant == "from scratch":  # the parent's own recipe, as pre-training used
-            base = train_mod.TrainConfig(**parent.config["train"])
+            base = parent.train_config()
             config = train_mod.TrainConfig(
                 **{
                     **asdict(config),
@@ -745,7 +745,7 @@ def compare_lm(args, root: Path, listener=None) -> dict:
     def train_one(variant, seed, extra):
         s, job, record = jobs[variant]
         job.train.seed = seed
-        name = f"cmp-{'scratch' if variant == 'from scratch' else 'frozen' if s.freeze else 'ft'}-s{seed}"
+        name = f"lmcmp-{'scratch' if variant == 'from scratch' else 'frozen' if s.freeze else 'ft'}-s{seed}"
         result = finetune.start(
             parent, job, record, root, name, scratch=variant == "from scratch", extra=extra
         )

@@ -19,7 +19,7 @@ dashboard can draw it; building the models imports Keras lazily.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from lmcore import LMError, corpus, data, runs
@@ -55,6 +55,11 @@ class Parent:
     @property
     def model_config(self):
         return config_from_dict(self.config["model"])
+
+    def train_config(self) -> train_mod.TrainConfig:
+        """The parent's training settings (fields this version does not know are ignored)."""
+        known = {f.name for f in fields(train_mod.TrainConfig)}
+        return train_mod.TrainConfig(**{k: v for k, v in self.config["train"].items() if k in known})
 
 
 def load_parent(run: str, root: Path) -> Parent:
@@ -237,7 +242,7 @@ def train_config_for(parent: Parent, **overrides):
     ``overrides`` (None values ignored) are TrainConfig fields. The schedule spans the new
     run only, with a warm-up of at most a tenth of it.
     """
-    base = train_mod.TrainConfig(**parent.config["train"])
+    base = parent.train_config()
     given = {k: v for k, v in overrides.items() if v is not None}
     lr = given.get("lr", base.lr * LR_FACTOR)
     steps = given.get("steps", DEFAULT_STEPS)

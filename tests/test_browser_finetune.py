@@ -1,46 +1,33 @@
 """The Fine-tune page in a real browser: adapt a run to new text, then train and try a classifier.
 
-Same setup as ``test_browser.py`` (Playwright, Debian's Chromium, ``streamlit run app.py`` on
-a free port), with a runs directory that already holds one small pre-trained run.
+The server is ``test_browser.py``'s (Playwright, Debian's Chromium, ``streamlit run app.py`` on
+a free port), with one small pre-trained run copied into its runs directory.
 Screenshots go to ``test-artifacts/screenshots/finetune-*.png``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
-from test_browser import CHROMIUM, FLAGS, SHOTS, _free_port, _require_browser, go, set_number, settle
-
-from conftest import ROOT
+from test_browser import (
+    CHROMIUM,
+    FLAGS,
+    SHOTS,
+    go,
+    server,  # noqa: F401  (the streamlit server fixture, shared)
+    set_number,
+    settle,
+)
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, tiny_run):
-    _require_browser()
-    runs_dir = tmp_path_factory.mktemp("ft-browser-runs")
+def app(request, tiny_run):
+    """The app (``test_browser``'s server) with one small pre-trained run in its runs folder."""
+    url, runs_dir, _ = request.getfixturevalue("server")
     shutil.copytree(tiny_run, runs_dir / tiny_run.name)
-    port = _free_port()
-    env = {**os.environ, "LMLAB_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -50,11 +37,6 @@ def app(tmp_path_factory, tiny_run):
         page.set_default_timeout(60_000)
         yield page, url, runs_dir
         browser.close()
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def shot(page, name: str) -> None:

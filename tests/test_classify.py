@@ -206,3 +206,48 @@ def test_classify_train_refuses_a_bad_csv_before_creating_a_run(tiny_run, tmp_pa
     out = _cli("classify", "train", "--from", tiny_run.name, "--data", data, "--runs-dir", str(root))
     assert out.returncode == 2 and "only one label" in out.stderr and out.stderr.count("\n") == 1
     assert sorted(p.name for p in root.iterdir()) == before
+
+
+# ---------------------------------------------------------------------------- the comparison
+
+
+def test_summary_gives_means_and_per_seed_margins():
+    runs_ = [
+        {"variant": "from scratch", "seed": 1, "accuracy": 0.50, "macro_f1": 0.4},
+        {"variant": "from scratch", "seed": 2, "accuracy": 0.60, "macro_f1": 0.5},
+        {"variant": "fine-tuned", "seed": 1, "accuracy": 0.70, "macro_f1": 0.7},
+        {"variant": "fine-tuned", "seed": 2, "accuracy": 0.65, "macro_f1": 0.6},
+        {"variant": "fine-tuned, body frozen", "seed": 1, "accuracy": 0.55, "macro_f1": 0.5},
+    ]
+    table = {"kind": "classify", "metric": "accuracy", "better": "higher", "runs": runs_}
+    out = classify.summarize(table)
+    rows = {r["variant"]: r for r in out["rows"]}
+    assert rows["fine-tuned"]["mean"] == pytest.approx(0.675) and rows["fine-tuned"]["std"] == pytest.approx(
+        0.025
+    )
+    assert rows["from scratch"]["macro_f1"] == pytest.approx(0.45)
+    # per seed: +0.20 and +0.05 -> mean +0.125, worst +0.05; frozen only has seed 1: +0.05
+    assert out["margins"]["fine-tuned vs from scratch"].startswith("+0.1250 mean, +0.0500 worst seed over 2")
+    assert out["margins"]["fine-tuned, body frozen vs from scratch"].startswith("+0.0500 mean")
+    lm = classify.summarize({**table, "metric": "val_loss", "better": "lower", "kind": "lm", "runs": [
+        {"variant": "from scratch", "seed": 1, "val_loss": 2.0},
+        {"variant": "fine-tuned", "seed": 1, "val_loss": 1.5},
+    ]})  # fmt: skip
+    assert lm["margins"]["fine-tuned vs from scratch"].startswith("+0.5000 mean")  # lower loss wins
+
+
+def test_classify_compare_trains_three_variants_per_seed(classifier_run, tmp_path):
+    root, _, parent = classifier_run
+    rows = [f"{w} thing {i},{k}" for k, w in (("yes", "glad"), ("no", "grim")) for i in range(10)]
+    data = _csv(tmp_path, "text,label\n" + "\n".join(rows) + "\n")
+    args = ["--from", parent, "--data", data, "--steps", "10", "--seeds", "1", "--compare-id", "cmp-test"]
+    out = _cli("classify", "compare", *args, "--runs-dir", str(root), "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = json.loads(out.stdout.strip().splitlines()[-1])
+    assert table == classify.read_comparison(root, "cmp-test") and table["status"] == "completed"
+    assert [r["variant"] for r in table["runs"]] == list(classify.VARIANTS)
+    lineage = [runs.read_json(root / r["run_id"] / "config.json")["parent"] for r in table["runs"]]
+    assert lineage == [None, parent, parent]  # from scratch borrows the tokenizer only
+    frozen = runs.read_json(root / table["runs"][2]["run_id"] / "results.json")
+    assert frozen["trainable_params"] == 2 * 32 + 2  # only the head: (C=32) x 2 labels + 2 biases
+    assert set(table["margins"]) == {"fine-tuned vs from scratch", "fine-tuned, body frozen vs from scratch"}
