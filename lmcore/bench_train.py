@@ -30,6 +30,7 @@ validation loss first reaches the target.
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import time
@@ -126,6 +127,109 @@ def train_bench(configs=TRAIN_CONFIGS, intervals: int = 4):
     roof = max(roof, matmul_roof())  # before and after: the best the machine gave
     for r in results:
         yield {**r, "roof_gflops": round(roof, 1), "mfu": round(r["gflops"] / roof, 4)}
+
+
+def _best_ms(fn, *args, reps: int = 20, trials: int = 3) -> float:
+    fn(*args)  # compile
+    best = math.inf
+    for _ in range(trials):
+        start = time.perf_counter()
+        for _ in range(reps):
+            out = fn(*args)
+        [o.numpy() for o in (out if isinstance(out, list | tuple) else [out])]
+        best = min(best, (time.perf_counter() - start) / reps * 1e3)
+    return best
+
+
+def step_profile(batch: int, preset: str = "nano", seed: int = 0) -> dict:
+    """Where one training step's time goes: milliseconds of its parts, each XLA-compiled alone.
+
+    ``forward``: logits and loss; ``backward``: forward plus gradients; ``step``: the whole
+    Keras step with the optimizer (a ``steps_per_execution`` loop, per step); ``gemm``: only
+    the step's matrix products, forward and backward (for every ``X @ W``, also ``dY @ W^T``
+    and ``X^T @ dY``; the attention's batched products likewise), on the same shapes. The
+    gap from ``gemm`` to ``step`` is everything else (LayerNorm, softmax, GELU, the loss,
+    Adam, the input pipeline, the loop); ``gemm`` against the roof is what XLA's CPU
+    matrix kernels reach at these small shapes.
+    """
+    import keras
+    import tensorflow as tf
+
+    from lmcore import data, models
+    from lmcore import train as train_mod
+
+    config = models.make_config(preset, vocab_size=VOCAB)
+    c = train_mod.make_train_config(preset, batch_size=batch, seed=seed)
+    keras.utils.set_random_seed(seed)
+    model = models.build_model(config)
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.integers(0, VOCAB, (batch, config.block_size)), tf.int32)
+    y = tf.constant(rng.integers(0, VOCAB, (batch, config.block_size)), tf.int32)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function(jit_compile=True)
+    def forward(x, y):
+        return loss_fn(y, model(x, training=True))
+
+    @tf.function(jit_compile=True)
+    def backward(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        return tape.gradient(loss, model.trainable_variables)
+
+    B, T, C, H, V = batch, config.block_size, config.n_embd, config.n_head, VOCAB
+    shapes = [(C, 3 * C), (C, C), (C, 4 * C), (4 * C, C)] * config.n_layer + [(C, V)]
+    weights = [tf.random.normal(s) for s in shapes]
+    acts = {k: tf.random.normal((B * T, k)) for k in {s[0] for s in shapes} | {s[1] for s in shapes}}
+    q = tf.random.normal((B, H, T, C // H))
+    att = tf.random.normal((B, H, T, T))
+
+    @tf.function(jit_compile=True)
+    def gemm():
+        out = []
+        for w in weights:
+            k, n = w.shape
+            xs, dy = acts[k], acts[n]
+            out += [tf.reduce_sum(xs @ w), tf.reduce_sum(dy @ tf.transpose(w))]
+            out.append(tf.reduce_sum(tf.transpose(xs) @ dy))
+        for _ in range(config.n_layer):  # QK^T, AV, and their two gradients each
+            out.append(tf.reduce_sum(q @ tf.transpose(q, (0, 1, 3, 2))))
+            out.append(tf.reduce_sum(att @ q))
+            out += [tf.reduce_sum(att @ q), tf.reduce_sum(tf.transpose(att, (0, 1, 3, 2)) @ q)]
+            out += [tf.reduce_sum(att @ q), tf.reduce_sum(tf.transpose(att, (0, 1, 3, 2)) @ q)]
+        return tf.add_n(out)
+
+    train_mod.compile_model(model, c, config.family)
+    model.steps_per_execution = train_mod.steps_per_execution(c)
+    ds = data.train_dataset(rng.integers(0, VOCAB, 200_000).astype(np.int32), T, batch, seed=seed)
+    model.fit(ds, epochs=1, steps_per_epoch=c.log_every, verbose=0, shuffle=False)  # compile
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        model.fit(ds, epochs=1, steps_per_epoch=c.log_every, verbose=0, shuffle=False)
+        best = min(best, (time.perf_counter() - start) / c.log_every * 1e3)
+    fpt = flops_per_token(model, config)
+    result = {
+        "model": preset,
+        "batch": batch,
+        "forward_ms": _best_ms(forward, x, y),
+        "backward_ms": _best_ms(backward, x, y),
+        "step_ms": best,
+        "gemm_ms": _best_ms(gemm),
+        "model_gflop_per_step": fpt * B * T / 1e9,
+    }
+    result["gemm_gflops"] = result["model_gflop_per_step"] / result["gemm_ms"] * 1e3
+    result["step_gflops"] = result["model_gflop_per_step"] / result["step_ms"] * 1e3
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
+
+
+def format_profile(r: dict) -> str:
+    return (
+        f"{r['model']} batch {r['batch']}: forward {r['forward_ms']:.2f} ms, forward+backward "
+        f"{r['backward_ms']:.2f} ms, whole step {r['step_ms']:.2f} ms; its matrix products alone "
+        f"{r['gemm_ms']:.2f} ms ({r['gemm_gflops']:.0f} GFLOP/s; the step {r['step_gflops']:.0f} GFLOP/s; "
+        f"roof {r['roof_gflops']:.0f})"
+    )
 
 
 def time_to_quality(

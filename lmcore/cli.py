@@ -145,9 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     b.add_argument(
         "what",
-        choices=("generate", "train", "train-to-quality"),
+        choices=("generate", "train", "train-to-quality", "train-profile"),
         help="generate: incremental vs naive decoding; train: tokens/s and MFU; "
-        "train-to-quality: seconds to a validation loss on Tiny Shakespeare",
+        "train-to-quality: seconds to a validation loss on Tiny Shakespeare; "
+        "train-profile: where a nano step's time goes",
     )
     b.add_argument("--tokens", type=_positive_int, default=1000, help="tokens generated per row")
     b.add_argument("--target", type=_number, default=1.8857, help="train-to-quality: the validation loss")
@@ -363,6 +364,12 @@ def cmd_bench(args) -> int:
     if args.what == "train-to-quality":
         r = bench_train.time_to_quality(args.target, args.model, eval_every=args.eval_every, steps=args.steps)
         print(json.dumps(r) if args.json else bench_train.format_quality(r), flush=True)
+        return 0
+    if args.what == "train-profile":
+        roof = bench_train.matmul_roof()
+        for batch in (12, 64):
+            r = {**bench_train.step_profile(batch), "roof_gflops": round(roof, 1)}
+            print(json.dumps(r) if args.json else bench_train.format_profile(r), flush=True)
         return 0
     if args.what == "train":
         for r in bench_train.train_bench():
