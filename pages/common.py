@@ -277,9 +277,9 @@ def config_rows(run_dir: Path) -> dict:
     """A run's config flattened to ``section.key`` columns, for tables and diffs."""
     config = runs.read_json(run_dir / "config.json", {}) or {}
     flat = {"model_name": config.get("model_name")}
-    for section in ("model", "train", "data"):
+    for section in ("model", "train", "data", "device"):  # device: where, precision, strategy
         for k, v in (config.get(section) or {}).items():
-            flat[f"{section}.{k}"] = v if not isinstance(v, dict) else str(v)
+            flat[f"{section}.{k}"] = v if not isinstance(v, dict | list) else str(v)
     return flat
 
 
