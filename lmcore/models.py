@@ -30,6 +30,17 @@ from lmcore.config import (  # noqa: F401  (re-exported: models.make_config etc.
 # ---------------------------------------------------------------------------- GPT layers
 
 
+def _keep_frozen(layer: layers.Layer) -> None:
+    """Freeze the weights a layer restored with ``trainable=False`` has just built.
+
+    Keras applies a loaded layer's ``trainable`` before its sublayers exist, so without this
+    a frozen block of a fine-tuned checkpoint would train again when the run resumes.
+    """
+    if not layer.trainable:
+        layer.trainable = True  # setting the value a layer already has does nothing
+        layer.trainable = False  # so this reaches every sublayer and weight
+
+
 @keras.saving.register_keras_serializable(package="lmcore")
 class CausalSelfAttention(layers.Layer):
     """Multi-head self-attention in which position t sees positions <= t only."""
@@ -45,6 +56,7 @@ class CausalSelfAttention(layers.Layer):
     def build(self, input_shape):
         self.qkv.build(input_shape)
         self.proj.build(input_shape)
+        _keep_frozen(self)
 
     def attention(self, x, training=False):
         """Returns (output (B, T, C), attention weights (B, H, T, T))."""
@@ -86,6 +98,7 @@ class Block(layers.Layer):
         for sub in (self.ln1, self.attn, self.ln2, self.fc):
             sub.build(input_shape)
         self.fc_proj.build((*input_shape[:-1], 4 * self.n_embd))
+        _keep_frozen(self)
 
     def mlp(self, x, training=False):
         h = ops.gelu(self.fc(x), approximate=True)  # (B, T, 4C)

@@ -89,11 +89,16 @@ def test_dropping_and_adding_blocks_changes_shapes_and_parameter_counts(tiny_run
     np.testing.assert_allclose(np.array(grown(ids)), np.array(dropped(ids)), atol=1e-5)
 
 
-def test_freezing_sets_exactly_the_bottom_blocks_and_embeddings(tiny_run):
+def test_freezing_sets_exactly_the_bottom_blocks_and_embeddings(tiny_run, tmp_path):
+    from lmcore import models
+
     parent = _parent(tiny_run)
     model = finetune.build_from_parent(parent, finetune.Surgery(freeze=1))
     frozen = {layer.name for layer in model.layers if not layer.trainable and layer.weights}
     assert frozen == {"wte", "wpe", "block_0"}
+    model.save(tmp_path / "frozen.keras")  # a checkpoint keeps every frozen weight frozen
+    reloaded = models.load_model(tmp_path / "frozen.keras", compile=False)
+    assert len(reloaded.trainable_weights) == len(model.trainable_weights)
     counts = finetune.count_params(model)
     assert counts["frozen_params"] + counts["trainable_params"] == model.count_params()
     assert counts["frozen_params"] == sum(
@@ -155,6 +160,21 @@ def test_finetune_cli_trains_a_child_run_with_frozen_weights_unchanged(
     changed = [not np.array_equal(a, b) for a, b in pairs]
     assert any(changed), "the trainable block did not train"
     assert not after.get_layer("block_0").trainable  # the checkpoint keeps the freeze (for resume)
+
+    # Resuming (here: extending) the child trains on with the same layers frozen.
+    more = subprocess.run(
+        [sys.executable, "-m", "lmcore", "train", "--resume", result["run_id"], "--steps", "30"]
+        + ["--runs-dir", str(root), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert more.returncode == 0, more.stderr[-2000:]
+    resumed = models.load_model(runs.checkpoint(child, "last"), compile=False)
+    assert int(json.loads(more.stdout.strip().splitlines()[-1])["steps"]) == 30
+    for a, b in zip(_weights(resumed, "block_0"), _weights(before, "block_0"), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_bad_finetune_requests_are_one_clear_line(tiny_run, new_corpus):
