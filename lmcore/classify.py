@@ -610,8 +610,8 @@ def read_comparison(root: Path, compare_id: str) -> dict | None:
 
 def list_comparisons(root: Path) -> list[dict]:
     folder = comparisons_dir(root)
-    found = sorted(folder.glob("*.json"), reverse=True) if folder.is_dir() else []
-    return [c for c in (runs.read_json(p, None) for p in found) if c]
+    found = [runs.read_json(p, None) for p in folder.glob("*.json")] if folder.is_dir() else []
+    return sorted((c for c in found if c), key=lambda c: c.get("created", ""), reverse=True)  # newest first
 
 
 def summarize(table: dict) -> dict:
@@ -642,7 +642,7 @@ def summarize(table: dict) -> dict:
             diffs = [sign * (by[v][s][metric] - by[VARIANTS[0]][s][metric]) for s in common]
             margins[f"{v} vs from scratch"] = (
                 f"{np.mean(diffs):+.4f} mean, {min(diffs):+.4f} worst seed over {len(diffs)} seed(s) "
-                f"({'+' if better == 'higher' else 'lower '}{metric} is better; positive = fine-tuning wins)"
+                f"({better} {metric} is better; a positive margin means fine-tuning wins)"
             )
     return {**table, "rows": rows, "margins": margins}
 
