@@ -12,7 +12,8 @@ from pages import common
 st.title("Train")
 root = common.runs_root()
 
-with st.expander("New run", expanded="follow_run" not in st.session_state):
+# Folded once this session has started a run (not when it merely looks at someone else's).
+with st.expander("New run", expanded="started_run" not in st.session_state):
     choices = list(corpus.BUILTIN_SOURCES)
     chosen = st.session_state.get("corpus_source")
     if chosen and chosen not in choices:
@@ -129,7 +130,9 @@ with st.expander("New run", expanded="follow_run" not in st.session_state):
         args += [f"--{k.replace('_', '-')}" for k in clean]
         if column:
             args += [f"--text-column={column}"]  # "=" keeps a name starting with "-" an argument
-        st.session_state["follow_run"] = jobs.launch(root, args, name or None, model)
+        st.session_state["follow_run"] = st.session_state["started_run"] = jobs.launch(
+            root, args, name or None, model
+        )
         st.rerun()
 
 st.subheader("Follow a run")
@@ -141,7 +144,8 @@ st.caption(
     + (f" · {len(waiting)} queued: {', '.join(waiting)}" if waiting else "")
 )
 mine = st.session_state.get("follow_run")
-options = list(dict.fromkeys([*([mine] if mine else []), *active, *waiting]))
+starting = [j for j in jobs.active(root) if j not in active]  # launched, still loading
+options = list(dict.fromkeys([*([mine] if mine else []), *active, *starting, *waiting]))
 if not options:
     st.info("No run in progress. Start one above; it keeps training if you leave this page or close the tab.")
     st.stop()

@@ -1,0 +1,260 @@
+"""Load measurements of the dashboard in a real browser (issue 6, cases 13 and 14).
+
+    python bench/load.py follow [--sessions 8] [--seconds 120]   # many followers of one live run
+    python bench/load.py cycles [--cycles 50]                    # train/generate cycles, one session
+
+``follow`` starts ``streamlit run app.py`` with two training slots, launches two runs through
+``lmcore.jobs`` (the same child processes the Train page starts), opens ``--sessions`` browser
+sessions that all follow the first run on the Train page, and then, for ``--seconds``, reloads
+them one after another, timing each page load until the run's progress bar and curves are
+drawn. It reports the p50/p95/max load time, whether every session's curve grew, the server's
+CPU and resident memory (sampled from /proc), and the runs' training speed.
+
+``cycles`` uses one session to train a tiny run on the Train page and generate text from it on
+the Generate page, ``--cycles`` times, and reports the server's resident memory after each.
+
+Both print one JSON object at the end. They use Debian's Chromium and Playwright, like
+``tests/test_browser.py``, whose page helpers they share. Loops are bounded by their arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from test_browser import CHROMIUM, FLAGS, _free_port, choose, curve_points, go, settle  # noqa: E402
+from test_browser_reliability import set_field  # noqa: E402
+
+from lmcore import jobs, runs  # noqa: E402
+
+
+class Sampler(threading.Thread):
+    """CPU (% of one core) and resident memory (MB) of one process, every ``period`` seconds."""
+
+    def __init__(self, pid: int, period: float = 0.5):
+        super().__init__(daemon=True)
+        self.pid, self.period, self.samples, self.running = pid, period, [], True
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _read(self) -> tuple[float, float]:
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime, seconds
+        with open(f"/proc/{self.pid}/status") as f:
+            rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+        return cpu, rss
+
+    def run(self):
+        last_cpu, last_t = self._read()[0], time.perf_counter()
+        while self.running:
+            time.sleep(self.period)
+            try:
+                cpu, rss = self._read()
+            except (OSError, StopIteration):
+                return
+            now = time.perf_counter()
+            self.samples.append((100 * (cpu - last_cpu) / (now - last_t), rss))
+            last_cpu, last_t = cpu, now
+
+    def summary(self) -> dict:
+        cpu = [c for c, _ in self.samples]
+        rss = [r for _, r in self.samples]
+        return {
+            "cpu_mean_pct": round(statistics.mean(cpu), 1),
+            "cpu_p95_pct": round(percentile(cpu, 95), 1),
+            "rss_start_mb": round(rss[0]),
+            "rss_max_mb": round(max(rss)),
+            "rss_end_mb": round(rss[-1]),
+        }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def start_server(runs_dir: Path, env: dict) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+        + ["--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT,
+        env={**os.environ, "LMLAB_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                return proc, url
+        except OSError:
+            time.sleep(0.25)
+    proc.kill()
+    raise SystemExit("streamlit did not start")
+
+
+def open_follower(context, url: str, run_id: str):
+    """A session on the Train page following ``run_id``; returns (page, seconds to draw it)."""
+    t0 = time.perf_counter()
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(f"{url}/train")
+    follow(page, run_id)
+    return page, time.perf_counter() - t0
+
+
+def follow(page, run_id: str) -> None:
+    box = page.get_by_role("combobox", name="Run", exact=True).first
+    box.wait_for()
+    if box.input_value() != run_id:
+        box.click()
+        page.get_by_role("option", name=run_id, exact=True).click()
+    page.locator('[data-testid="stProgress"]').first.wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+
+
+def bench_follow(args) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    runs_dir = Path(tempfile.mkdtemp(prefix="lmlab-load-"))
+    server, url = start_server(runs_dir, {"LMLAB_MAX_JOBS": "2"})
+    train = ["--corpus", "builtin:python-docs", "--model", args.model, "--steps", "100000"]
+    train += ["--log-every", "10", "--sample-length", "50"]
+    ids = [jobs.launch(runs_dir, train, name, args.model) for name in ("followed", "other")]
+    sampler = Sampler(server.pid)
+    loads, grown = [], []
+    try:
+        while not all((runs_dir / i / "metrics.jsonl").is_file() for i in ids):
+            time.sleep(0.5)
+        sampler.start()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            contexts = [
+                browser.new_context(viewport={"width": 1300, "height": 1800}) for _ in range(args.sessions)
+            ]
+            pages = []
+            for context in contexts:
+                page, seconds = open_follower(context, url, ids[0])
+                pages.append(page)
+                loads.append(seconds)
+            first_points = [curve_points(page) for page in pages]
+            deadline = time.time() + args.seconds
+            n = 0
+            while time.time() < deadline:  # reload the sessions in turn; the others keep polling
+                page = pages[n % len(pages)]
+                t0 = time.perf_counter()
+                page.reload()
+                follow(page, ids[0])
+                loads.append(time.perf_counter() - t0)
+                n += 1
+            for page, before in zip(pages, first_points, strict=True):
+                page.wait_for_timeout(1500)
+                grown.append(curve_points(page) > before)
+            exceptions = sum(page.locator('[data-testid="stException"]').count() for page in pages)
+            browser.close()
+    finally:
+        sampler.running = False
+        for run_id in ids:
+            jobs.stop(runs_dir, run_id)
+        server.terminate()
+        server.wait(30)
+    speed = {}
+    for run_id in ids:
+        rates = [m["tokens_per_s"] for m in runs.read_jsonl(runs_dir / run_id / "metrics.jsonl")]
+        speed[run_id] = round(statistics.median(rates)) if rates else None
+    return {
+        "sessions": args.sessions,
+        "seconds": args.seconds,
+        "model": args.model,
+        "page_loads": len(loads),
+        "load_p50_s": round(percentile(loads, 50), 2),
+        "load_p95_s": round(percentile(loads, 95), 2),
+        "load_max_s": round(max(loads), 2),
+        "curves_grew": f"{sum(grown)}/{len(grown)}",
+        "exceptions": exceptions,
+        "server": sampler.summary(),
+        "training_tokens_per_s_median": speed,
+    }
+
+
+def bench_cycles(args) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    runs_dir = Path(tempfile.mkdtemp(prefix="lmlab-cycles-"))
+    server, url = start_server(runs_dir, {})
+    sampler = Sampler(server.pid, period=1.0)
+    sampler.start()
+    memory, seconds = [], []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1300, "height": 1800})
+            page.set_default_timeout(180_000)
+            page.goto(url)
+            settle(page)
+            for cycle in range(args.cycles):  # one session: moving between pages, never reloading
+                t0 = time.perf_counter()
+                go(page, "Train")
+                if cycle:  # the form folds away while a run is followed
+                    page.get_by_text("New run").first.click()
+                    settle(page)
+                choose(page, "Model", "tiny")
+                set_field(page, "Steps", 20)
+                page.get_by_role("button", name="Start training").click()
+                deadline = time.time() + 300
+                while time.time() < deadline:  # this cycle's run, not the one shown before it
+                    done = [r for r in runs.list_runs(runs_dir) if r["status"] == "completed"]
+                    if len(done) == cycle + 1:
+                        break
+                    time.sleep(0.5)
+                page.get_by_text(re.compile(r"completed · step 20/20")).wait_for()
+                go(page, "Generate")
+                page.get_by_role("button", name="Generate").click()
+                page.get_by_text("tokens/s").first.wait_for()
+                settle(page)
+                seconds.append(time.perf_counter() - t0)
+                memory.append(round(sampler.samples[-1][1]) if sampler.samples else None)
+                print(f"cycle {cycle + 1}: server RSS {memory[-1]} MB, {seconds[-1]:.1f} s", flush=True)
+            browser.close()
+    finally:
+        sampler.running = False
+        server.terminate()
+        server.wait(30)
+    return {
+        "cycles": args.cycles,
+        "server_rss_mb_after_each_cycle": memory,
+        "cycle_seconds_median": round(statistics.median(seconds), 1),
+        "server": sampler.summary(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    f = sub.add_parser("follow", help="sessions following one live run while two runs train")
+    f.add_argument("--sessions", type=int, default=8)
+    f.add_argument("--seconds", type=float, default=120)
+    f.add_argument("--model", default="nano")
+    c = sub.add_parser("cycles", help="train/generate cycles in one session")
+    c.add_argument("--cycles", type=int, default=50)
+    args = parser.parse_args()
+    result = bench_follow(args) if args.what == "follow" else bench_cycles(args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
