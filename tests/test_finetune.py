@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,43 @@ def test_runs_summary_shows_the_parent(tiny_run, new_corpus, tmp_path):
     assert result["status"] == "completed"
     summary = runs.summary(Path(result["run_dir"]))
     assert summary["parent"] == tiny_run.name
+
+
+def test_finetune_page_draws_the_plan_without_loading_tensorflow(tiny_run, tmp_path):
+    """The page under AppTest, in a fresh process: the layer table follows the options, no TF import."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    subprocess.run(["cp", "-r", str(tiny_run), str(root / tiny_run.name)], check=True)
+    script = f"""
+import json, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({str(ROOT / "app.py")!r}, default_timeout=60)
+at.run()
+at.switch_page("pages/finetune.py")
+at.run()
+assert not at.exception, at.exception
+at.number_input(key="ft-add").set_value(1).run()
+at.number_input(key="ft-freeze-2").set_value(1).run()
+assert not at.exception, at.exception
+table = at.dataframe[0].value
+print(json.dumps({{"states": dict(zip(table["layer"], table["state"])), "tf": "tensorflow" in sys.modules}}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LMLAB_RUNS_DIR": str(root)},
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["states"] == {
+        "wte": "frozen",
+        "wpe": "frozen",
+        "block_0": "frozen",
+        "block_1": "trainable",
+        "block_2": "new",
+        "ln_f": "trainable",
+    }
+    assert result["tf"] is False
