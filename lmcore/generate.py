@@ -618,10 +618,12 @@ def load_run(run_dir: Path, which: str = "last"):
     """(LogitsFn, tokenizer, config) for a run's checkpoint (``last`` or ``best``)."""
     from lmcore import models, runs
 
+    config = runs.read_json(run_dir / "config.json") or {}
+    if config.get("task") == "classify":
+        raise LMError(f"run {run_dir.name} is a classifier; use: python -m lmcore classify predict")
     path = runs.existing_checkpoint(run_dir, which)
     if path is None:
         raise LMError(f"run {run_dir.name} has no checkpoint yet")
-    config = runs.read_json(run_dir / "config.json")
     tokenizer = tok_mod.load(run_dir / "tokenizer.json")
     model = models.load_model(path, compile=False)
     return LogitsFn(model, config["model"]), tokenizer, config

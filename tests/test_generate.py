@@ -235,3 +235,13 @@ def test_chunked_in_graph_decoding_matches_step_by_step_decoding(tiny_run, chunk
     sampled = [int(t[0]) for t, _ in decoder.sample([ids], 70, SamplingOptions(1.0, seed=9), chunk=chunk)]
     reference = [int(t[0]) for t, _ in decoder.sample([ids], 70, SamplingOptions(1.0, seed=9), chunk=16)]
     assert sampled == reference and sampled != in_graph
+
+
+def test_a_classifier_run_is_refused_with_a_pointer_to_classify_predict(tmp_path):
+    import json
+
+    run = tmp_path / "20261128-000000-cls-abcd"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"task": "classify"}))
+    with pytest.raises(LMError, match="is a classifier; use: python -m lmcore classify predict"):
+        generate.load_run(run)
