@@ -24,19 +24,17 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_browser import CHROMIUM, FLAGS, _free_port, choose, curve_points, go, settle  # noqa: E402
-from test_browser_reliability import set_field  # noqa: E402
+from test_browser import CHROMIUM, FLAGS, choose, curve_points, go, settle  # noqa: E402
+from test_browser_reliability import Server, set_field  # noqa: E402
 
 from lmcore import jobs, runs  # noqa: E402
 
@@ -86,27 +84,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def start_server(runs_dir: Path, env: dict) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-        + ["--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT,
-        env={**os.environ, "LMLAB_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT), **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.25)
-    proc.kill()
-    raise SystemExit("streamlit did not start")
-
-
 def open_follower(context, url: str, run_id: str):
     """A session on the Train page following ``run_id``; returns (page, seconds to draw it)."""
     t0 = time.perf_counter()
@@ -131,11 +108,13 @@ def bench_follow(args) -> dict:
     from playwright.sync_api import sync_playwright
 
     runs_dir = Path(tempfile.mkdtemp(prefix="lmlab-load-"))
-    server, url = start_server(runs_dir, {"LMLAB_MAX_JOBS": "2"})
+    os.environ["LMLAB_MAX_JOBS"] = "2"  # for the jobs launched here and by the server
+    server = Server(runs_dir, env={"LMLAB_MAX_JOBS": "2"})
+    url = server.url
     train = ["--corpus", "builtin:python-docs", "--model", args.model, "--steps", "100000"]
     train += ["--log-every", "10", "--sample-length", "50"]
     ids = [jobs.launch(runs_dir, train, name, args.model) for name in ("followed", "other")]
-    sampler = Sampler(server.pid)
+    sampler = Sampler(server.proc.pid)
     loads, grown = [], []
     try:
         while not all((runs_dir / i / "metrics.jsonl").is_file() for i in ids):
@@ -170,8 +149,7 @@ def bench_follow(args) -> dict:
         sampler.running = False
         for run_id in ids:
             jobs.stop(runs_dir, run_id)
-        server.terminate()
-        server.wait(30)
+        server.stop(jobs_too=False)
     speed = {}
     for run_id in ids:
         rates = [m["tokens_per_s"] for m in runs.read_jsonl(runs_dir / run_id / "metrics.jsonl")]
@@ -195,8 +173,9 @@ def bench_cycles(args) -> dict:
     from playwright.sync_api import sync_playwright
 
     runs_dir = Path(tempfile.mkdtemp(prefix="lmlab-cycles-"))
-    server, url = start_server(runs_dir, {})
-    sampler = Sampler(server.pid, period=1.0)
+    server = Server(runs_dir)
+    url = server.url
+    sampler = Sampler(server.proc.pid, period=1.0)
     sampler.start()
     memory, seconds = [], []
     try:
@@ -223,6 +202,7 @@ def bench_cycles(args) -> dict:
                     time.sleep(0.5)
                 page.get_by_text(re.compile(r"completed · step 20/20")).wait_for()
                 go(page, "Generate")
+                set_field(page, "Length (tokens)", 50)
                 page.get_by_role("button", name="Generate").click()
                 page.get_by_text("tokens/s").first.wait_for()
                 settle(page)
@@ -232,8 +212,7 @@ def bench_cycles(args) -> dict:
             browser.close()
     finally:
         sampler.running = False
-        server.terminate()
-        server.wait(30)
+        server.stop(jobs_too=False)
     return {
         "cycles": args.cycles,
         "server_rss_mb_after_each_cycle": memory,
