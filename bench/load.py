@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_browser import CHROMIUM, FLAGS, choose, curve_points, go, settle  # noqa: E402
+from test_browser import CHROMIUM, FLAGS, choose, curve_points, settle  # noqa: E402
 from test_browser_reliability import Server, set_field  # noqa: E402
 
 from lmcore import jobs, runs  # noqa: E402
@@ -169,6 +169,21 @@ def bench_follow(args) -> dict:
     }
 
 
+def go_to(page, name: str) -> None:
+    """Open page ``name`` from the sidebar, clicking again if a rerun swallowed the click."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(5):
+        page.get_by_role("link", name=name, exact=True).first.click()
+        try:
+            page.get_by_role("heading", name=name, exact=True).first.wait_for(timeout=30_000)
+            settle(page)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise RuntimeError(f"could not open the {name} page")
+
+
 def bench_cycles(args) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -185,9 +200,13 @@ def bench_cycles(args) -> dict:
             page.set_default_timeout(180_000)
             page.goto(url)
             settle(page)
+            stop_at = time.time() + 60 * args.minutes
             for cycle in range(args.cycles):  # one session: moving between pages, never reloading
+                if time.time() > stop_at:
+                    print(f"stopping after {cycle} cycles: the {args.minutes}-minute limit", flush=True)
+                    break
                 t0 = time.perf_counter()
-                go(page, "Train")
+                go_to(page, "Train")
                 if cycle:  # the form folds away while a run is followed
                     page.get_by_text("New run").first.click()
                     settle(page)
@@ -201,7 +220,7 @@ def bench_cycles(args) -> dict:
                         break
                     time.sleep(0.5)
                 page.get_by_text(re.compile(r"completed · step 20/20")).wait_for()
-                go(page, "Generate")
+                go_to(page, "Generate")
                 set_field(page, "Length (tokens)", 50)
                 page.get_by_role("button", name="Generate").click()
                 page.get_by_text("tokens/s").first.wait_for()
@@ -214,7 +233,7 @@ def bench_cycles(args) -> dict:
         sampler.running = False
         server.stop(jobs_too=False)
     return {
-        "cycles": args.cycles,
+        "cycles": len(memory),
         "server_rss_mb_after_each_cycle": memory,
         "cycle_seconds_median": round(statistics.median(seconds), 1),
         "server": sampler.summary(),
@@ -230,6 +249,7 @@ def main() -> None:
     f.add_argument("--model", default="nano")
     c = sub.add_parser("cycles", help="train/generate cycles in one session")
     c.add_argument("--cycles", type=int, default=50)
+    c.add_argument("--minutes", type=float, default=60, help="stop starting new cycles after this long")
     args = parser.parse_args()
     result = bench_follow(args) if args.what == "follow" else bench_cycles(args)
     print(json.dumps(result))
