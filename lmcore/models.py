@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from lmcore import LMError
 from lmcore.config import (  # noqa: F401  (re-exported: models.make_config etc.)
     MODEL_NAMES,
     PRESETS,
@@ -197,8 +198,16 @@ def build_model(config: RNNConfig | GPTConfig) -> keras.Model:
 
 
 def load_model(path, compile: bool = True) -> keras.Model:
-    """Load a checkpoint this project wrote, with Keras' safe mode on."""
-    return keras.models.load_model(path, safe_mode=True, compile=compile)
+    """Load a checkpoint this project wrote, with Keras' safe mode on.
+
+    A file that safe mode refuses (code inside it) or that is not a checkpoint at all ends
+    in an :class:`LMError` naming the file, not in Keras' exception.
+    """
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=compile)
+    except (ValueError, TypeError, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise LMError(f"cannot load the checkpoint {path}: {first}") from err
 
 
 def embedding_matrix(model: keras.Model) -> np.ndarray:

@@ -65,8 +65,6 @@ if st.button("Generate", type="primary"):
         ckpt = runs.existing_checkpoint(run_dir, which)
         logits_fn, tok, _ = common.generator(str(run_dir), which, ckpt.stat().st_mtime)
         ids, notes = generate.prompt_ids(tok, prompt)
-        for note in notes:
-            st.info(note)
         seen = tok.decode(ids)  # the prompt as the model sees it (unknown characters dropped)
         left, right = st.columns(2) if side_by_side else (st.container(), None)
         left.caption("Sampled")
@@ -83,6 +81,7 @@ if st.button("Generate", type="primary"):
             "names": {c.token_id: tok.token(c.token_id) for s in shown for c in s.candidates},
             "family": logits_fn.config["family"],
             "prompt_ids": ids,
+            "notes": notes,  # shown below, after the rerun
             "seen": seen,
             "sampled": sampled,
             "greedy": greedy,
@@ -95,6 +94,8 @@ result = st.session_state.get("generation")
 if not result or result["run"] != run["run_id"]:
     st.stop()
 
+for note in result["notes"]:  # what became of the prompt (empty, or characters it lacks)
+    st.info(note)
 sampled, greedy = result["sampled"], result["greedy"]
 panes = st.columns(2) if greedy else [st.container()]
 for pane, (name, out) in zip(panes, [("Sampled", sampled), ("Greedy", greedy)], strict=False):
