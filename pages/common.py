@@ -288,8 +288,9 @@ def generator(run_dir: str, which: str, mtime: float):
     """(LogitsFn, tokenizer, config) for a checkpoint; ``mtime`` makes a newer checkpoint reload."""
     from lmcore import generate
 
-    loaded = generate.load_run(Path(run_dir), which)
-    generate.warm_up(loaded[0])  # compile the decoder now, under this spinner, not at the first token
+    # No XLA in the server: its compiled code would stay in memory after the model is evicted.
+    loaded = generate.load_run(Path(run_dir), which, jit=False)
+    generate.warm_up(loaded[0])  # trace the decoder now, under this spinner, not at the first token
     return loaded
 
 
