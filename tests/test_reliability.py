@@ -710,3 +710,30 @@ def test_case1_the_train_pages_length_check_splits_like_the_trainer():
         a, b = data.split(range(n))
         x, y = data.split(np.arange(n))
         assert (len(a), len(b)) == (len(x), len(y))
+
+
+# ---------------------------------------------------------------------------- 14. memory over cycles
+
+
+def test_case14_loading_and_generating_again_and_again_keeps_the_servers_memory_level(tiny_run):
+    """The dashboard's model loader, as a server uses it: a new checkpoint each time (the
+    cache keeps four), a generation from each. XLA-compiled decoding loops stayed in
+    TensorFlow's cache for good (+20 MB per nano load); the server decodes without XLA."""
+    import gc
+
+    from lmcore import generate
+    from pages import common
+
+    def rss_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    sizes = []
+    for i in range(12):
+        logits_fn, tok, _ = common.generator(str(tiny_run), "last", float(i))  # as if rewritten
+        list(generate.stream(logits_fn, tok, "The ", 40, generate.SamplingOptions(0.8, seed=i)))
+        del logits_fn
+        gc.collect()
+        sizes.append(rss_mb())
+    growth = sizes[-1] - sizes[3]  # after the cache has filled
+    print(f"\nRSS after each load and generation (MB): {[round(s) for s in sizes]}")
+    assert growth < 25, f"memory grew {growth:.0f} MB over 8 loads: {[round(s) for s in sizes]}"
