@@ -281,8 +281,13 @@ def test_two_sessions_train_at_once_and_a_third_waits_in_the_queue(browser, tmp_
         for _ in range(2):
             t0 = time.perf_counter()
             page = new_page(browser, server.url, "train")
-            page.get_by_role("combobox", name="Run", exact=True).first.click()
-            page.get_by_role("option", name=re.compile("alice")).click()
+            for _ in range(3):  # on a starved machine a click can land during a rerun and be lost
+                page.get_by_role("combobox", name="Run", exact=True).first.click()
+                page.get_by_role("option", name=re.compile("alice")).click()
+                settle(page)
+                if "alice" in followed_run(page):
+                    break
+            assert "alice" in followed_run(page)
             page.locator('[data-testid="stProgress"]').first.wait_for()
             loads.append(time.perf_counter() - t0)
             followers.append(page)
@@ -296,7 +301,7 @@ def test_two_sessions_train_at_once_and_a_third_waits_in_the_queue(browser, tmp_
                 if curve_points(page) == points:
                     break
                 page.wait_for_timeout(250)
-            assert curve_points(page) == points  # each page shows its own run's curve, whole
+            assert curve_points(page) == points, followed_run(page)  # each page its own run's curve, whole
         shot(bob, "05-bob-completed")
 
         wait_status(carol, r"completed · step 50/50", 240)  # it started once a slot freed
