@@ -54,13 +54,13 @@ def gpu_names() -> list[str]:
     return [d.get("device_name") or g.name for g, d in zip(gpus, details, strict=True)]
 
 
-def gpu_names_without_tf() -> list[str]:
-    """GPU names from ``nvidia-smi``, for pages that must not import TensorFlow."""
+def nvidia_smi(field: str) -> list[str]:
+    """One ``nvidia-smi --query-gpu`` field per GPU, without TensorFlow ([] when there is none)."""
     if not shutil.which("nvidia-smi"):
         return []
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            ["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=5,
@@ -69,6 +69,11 @@ def gpu_names_without_tf() -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def gpu_names_without_tf() -> list[str]:
+    """GPU names from ``nvidia-smi``, for pages that must not import TensorFlow."""
+    return nvidia_smi("name")
 
 
 def describe() -> dict:

@@ -554,7 +554,9 @@ def stream(
             for t, r, p in zip(top_ids[0], top_raw[0], top_prob[0], strict=True)
         ]
         yield Step(nxt, tokenizer.token(nxt), float(prob[0]), float(raw[0]), candidates)
-        if opts.stop and any(s in tokenizer.decode(new) for s in opts.stop):
+        # A stop string that appears now ends in this token, so it lies within the last
+        # len(stop) tokens (each is at least one character): no need to decode them all.
+        if opts.stop and any(s in tokenizer.decode(new[-len(s) :]) for s in opts.stop):
             return
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import lmcore
-from lmcore import LMError, corpus, data, distribute, runs
+from lmcore import LMError, corpus, data, device, distribute, runs
 from lmcore import tokenizers as tok_mod
 from lmcore.config import config_from_dict
 from lmcore.config import make_config as make_model_config
@@ -168,22 +168,12 @@ def estimate_memory(m, c: TrainConfig) -> dict:
 def available_memory() -> tuple[int, str]:
     """(bytes, where) training can use: a GPU's memory when one is visible, else the memory
     the system reports available (within this container's cgroup limit, if lower)."""
-    import shutil
-    import subprocess
-
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=True,
-            ).stdout.split()
-            if out:
-                return int(float(out[0]) * 2**20), "GPU memory"
-        except (OSError, subprocess.SubprocessError, ValueError):
-            pass
+    try:
+        total_mib = device.nvidia_smi("memory.total")
+        if total_mib:
+            return int(float(total_mib[0]) * 2**20), "GPU memory"
+    except ValueError:
+        pass
     available = None
     try:
         with open("/proc/meminfo") as f:
@@ -743,7 +733,7 @@ def start(
     builds it from a parent run); ``extra`` adds keys to the run's config.json.
     ``strategy`` is one of :data:`lmcore.distribute.STRATEGIES`.
     """
-    from lmcore import device, models
+    from lmcore import models
 
     strat = distribute.make_strategy(strategy)  # before TensorFlow runs anything
     info = {**device.describe(), **distribute.describe(strat)}
@@ -777,7 +767,7 @@ def resume(
     setting stays as it was, the learning-rate schedule included: steps beyond the schedule's
     end train at its final rate (``schedule_steps`` in the config records the span).
     """
-    from lmcore import device, models
+    from lmcore import models
 
     if runs.read_status(run_dir).get("status") == "running":
         raise LMError(f"run {run_dir.name} is still training")
