@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -385,17 +386,41 @@ def run_view(run_id: str, controls: dict) -> str:
     return status
 
 
+REFRESH_S = (1.0, 5.0)  # the live view's refresh interval, fastest and slowest
+
+
+def refresh_interval(run_dir: Path) -> float:
+    """Seconds between the run's last logged records, within :data:`REFRESH_S` (2 s before two).
+
+    Nothing on the live view changes between records (status and metrics are written at each
+    log), and every refresh costs the same, changed or not: about a fifth of a core in the
+    browser and a twentieth in the server for each refresh per second (BENCHMARKS.md), taken
+    from training when they share its cores. So the view refreshes as often as records come.
+    """
+    times = [m["time"] for m in runs.read_jsonl(run_dir / "metrics.jsonl")[-4:] if "time" in m]
+    if len(times) < 2:
+        return 2.0
+    gap = statistics.median(b - a for a, b in zip(times, times[1:], strict=False))
+    return round(min(max(gap, REFRESH_S[0]), REFRESH_S[1]), 1)
+
+
 def follow(run_id: str, controls: dict) -> None:
-    """Show a run; while it trains, refresh about once a second (only this part of the page)."""
+    """Show a run; while it trains, refresh at the pace of its logs (only this part of the page)."""
     status = jobs_state(run_id)
     if status in TERMINAL:
         run_view(run_id, controls)
         return
+    key = f"refresh-{run_id}"
+    every = st.session_state.get(key, 2.0)
 
-    @st.fragment(run_every=1.0)
+    @st.fragment(run_every=every)
     def live():
         if run_view(run_id, controls) in TERMINAL:
             st.rerun()  # finished: redraw the whole page once, without the timer
+        want = refresh_interval(runs_root() / run_id)
+        if abs(want - every) >= max(0.5, every / 4):  # a fragment's timer is fixed: rebuild with the new one
+            st.session_state[key] = want
+            st.rerun()
 
     live()
 

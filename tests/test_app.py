@@ -131,3 +131,19 @@ def test_pages_import_no_tensorflow_directly(page):
     source = (ROOT / "pages" / f"{page}.py").read_text(encoding="utf-8")
     for bad in ("import tensorflow", "import keras", "from tensorflow", "from keras"):
         assert bad not in source
+
+
+def test_the_live_view_refreshes_at_the_pace_of_the_logs(tmp_path):
+    from pages import common
+
+    def interval(times):
+        (tmp_path / "metrics.jsonl").write_text(
+            "".join(json.dumps({"step": i, "time": t}) + "\n" for i, t in enumerate(times))
+        )
+        return common.refresh_interval(tmp_path)
+
+    assert common.refresh_interval(tmp_path) == 2.0  # no records yet
+    assert interval([3.0]) == 2.0
+    assert interval([0.0, 4.0, 8.1, 12.0, 16.0]) == 4.0  # the last three gaps: 4.1, 3.9, 4.0
+    assert interval([0.0, 0.2, 0.4]) == 1.0  # faster logs: at most once a second
+    assert interval([0.0, 30.0, 60.0]) == 5.0  # slow logs: still at least every 5 s
