@@ -2,6 +2,7 @@
 
     python bench/load.py follow [--sessions 8] [--seconds 120]   # many followers of one live run
     python bench/load.py cycles [--cycles 50]                    # train/generate cycles, one session
+    python bench/load.py overhead [--rounds 3] [--steps 400]     # live curves' cost to training speed
 
 ``follow`` starts ``streamlit run app.py`` with two training slots, launches two runs through
 ``lmcore.jobs`` (the same child processes the Train page starts), opens ``--sessions`` browser
@@ -13,7 +14,14 @@ CPU and resident memory (sampled from /proc), and the runs' training speed.
 ``cycles`` uses one session to train a tiny run on the Train page and generate text from it on
 the Generate page, ``--cycles`` times, and reports the server's resident memory after each.
 
-Both print one JSON object at the end. They use Debian's Chromium and Playwright, like
+``overhead`` (issue 8) trains the same ``nano`` run ``--rounds`` times each way, alternating the
+order: from the command line with nobody watching, and launched through ``lmcore.jobs`` (the
+child the Train page starts) while one browser session follows it on the Train page, its live
+curves refreshing, until it ends. It reports each leg's median logged tokens/s (the first,
+compiling interval left out) and the dashboard's cost, 1 - dashboard / command line, per round
+and over all rounds.
+
+All three print one JSON object at the end. They use Debian's Chromium and Playwright, like
 ``tests/test_browser.py``, whose page helpers they share. Loops are bounded by their arguments.
 """
 
@@ -169,6 +177,64 @@ def bench_follow(args) -> dict:
     }
 
 
+def median_speed(run_dir: Path) -> float:
+    """Median logged tokens/s of a finished run, its first (compiling) interval left out."""
+    rates = [m["tokens_per_s"] for m in runs.read_jsonl(run_dir / "metrics.jsonl")][1:]
+    return statistics.median(rates)
+
+
+def wait_finished(run_dir: Path, page=None) -> None:
+    while runs.read_status(run_dir).get("status") == "running":
+        if page is not None:
+            page.wait_for_timeout(500)  # the session keeps polling and redrawing meanwhile
+        else:
+            time.sleep(0.5)
+
+
+def bench_overhead(args) -> dict:
+    """Training speed from the command line and followed in the dashboard, alternated."""
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    runs_dir = Path(tempfile.mkdtemp(prefix="lmlab-overhead-"))
+    train = ["--corpus", "builtin:python-docs", "--model", "nano", "--steps", str(args.steps), "--seed", "1"]
+    server = Server(runs_dir)
+    legs = {"cli": [], "dashboard": []}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            for r in range(args.rounds):
+                for how in ("cli", "dashboard") if r % 2 == 0 else ("dashboard", "cli"):
+                    if how == "cli":
+                        run_id = runs.new_run_id("nano", "cli")
+                        cmd = [sys.executable, "-m", "lmcore", "train", *train, "--run-id", run_id]
+                        env = {**os.environ, "LMLAB_RUNS_DIR": str(runs_dir)}
+                        subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+                    else:
+                        run_id = jobs.launch(runs_dir, train, "dashboard", "nano")
+                        while not (runs_dir / run_id / "metrics.jsonl").is_file():
+                            jobs.dispatch(runs_dir)  # as a polling page does, if the last job still exits
+                            time.sleep(0.2)
+                        context = browser.new_context(viewport={"width": 1300, "height": 1800})
+                        page, _ = open_follower(context, server.url, run_id)
+                        wait_finished(runs_dir / run_id, page)
+                        context.close()
+                    wait_finished(runs_dir / run_id)
+                    legs[how].append(median_speed(runs_dir / run_id))
+            browser.close()
+    finally:
+        server.stop()
+    cost = [1 - d / c for c, d in zip(legs["cli"], legs["dashboard"], strict=True)]
+    return {
+        "model": "nano",
+        "steps": args.steps,
+        "tokens_per_s": {how: [round(v) for v in values] for how, values in legs.items()},
+        "cost_per_round": [round(c, 4) for c in cost],
+        "cost": round(1 - statistics.mean(legs["dashboard"]) / statistics.mean(legs["cli"]), 4),
+    }
+
+
 def go_to(page, name: str) -> None:
     """Open page ``name`` from the sidebar, clicking again if a rerun swallowed the click."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -250,8 +316,11 @@ def main() -> None:
     c = sub.add_parser("cycles", help="train/generate cycles in one session")
     c.add_argument("--cycles", type=int, default=50)
     c.add_argument("--minutes", type=float, default=60, help="stop starting new cycles after this long")
+    o = sub.add_parser("overhead", help="training speed from the command line and followed in the dashboard")
+    o.add_argument("--rounds", type=int, default=3)
+    o.add_argument("--steps", type=int, default=400)
     args = parser.parse_args()
-    result = bench_follow(args) if args.what == "follow" else bench_cycles(args)
+    result = {"follow": bench_follow, "cycles": bench_cycles, "overhead": bench_overhead}[args.what](args)
     print(json.dumps(result))
 
 
