@@ -24,6 +24,23 @@ from lmcore import tokenizers as tok_mod
 SOURCES = {"Built-in corpus": "builtin", "Upload a file": "upload", "Web address": "url"}
 
 
+def route_through_app() -> None:
+    """Rerun through ``app.py`` when Streamlit ran this page straight from ``pages/``.
+
+    With a ``pages/`` folder beside ``app.py``, a fresh server treats the first visit to a
+    page's address (``/train``, a bookmark, a restarted Community Cloud app) in Streamlit's
+    older multipage mode: it runs the page file alone, without ``app.py``'s navigation, layout
+    or sidebar, and lists every file in ``pages/`` as a page. Only ``st.navigation`` turns that
+    mode off, so the page turns it off the same way and reruns once through ``app.py``.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and not st.session_state.get("routed_through_app"):
+        st.session_state["routed_through_app"] = True  # once: AppTest resets the mode every run
+        PagesManager.uses_pages_directory = False  # what st.navigation sets
+        st.rerun()
+
+
 def runs_root() -> Path:
     return runs.runs_dir()
 

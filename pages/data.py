@@ -11,6 +11,8 @@ import streamlit as st
 from lmcore import data, tokenizers
 from pages import common
 
+common.route_through_app()
+
 st.title("Data")
 st.caption(
     "A language model learns only from its text. Choose some, clean it, and see what the model will see."

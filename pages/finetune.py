@@ -9,6 +9,8 @@ import streamlit as st
 from lmcore import LMError, classify, corpus, finetune, jobs, runs
 from pages import common
 
+common.route_through_app()
+
 st.title("Fine-tune")
 root = common.runs_root()
 parents = common.run_choices(

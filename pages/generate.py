@@ -9,6 +9,8 @@ import streamlit as st
 from lmcore import LMError, generate, runs
 from pages import common
 
+common.route_through_app()
+
 ATTENTION_TOKENS = 48  # the heatmap shows the attention among the last this-many tokens
 
 st.title("Generate")

@@ -4,6 +4,8 @@ import streamlit as st
 
 from pages import common
 
+common.route_through_app()
+
 st.title("LM Lab")
 st.markdown(
     "See how a language model learns. Pick or upload text, look at how it is cleaned and cut into "

@@ -17,6 +17,8 @@ from lmcore import LMError, corpus, embeddings, info, runs
 from pages import common
 from pages import math_support as ms
 
+common.route_through_app()
+
 st.title("Math")
 key = ms.corpus_key()
 source = key[0]

@@ -9,6 +9,8 @@ import streamlit as st
 from lmcore import LMError, jobs, runs
 from pages import common
 
+common.route_through_app()
+
 st.title("Runs")
 rows = common.run_choices()
 if not rows:

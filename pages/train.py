@@ -9,6 +9,8 @@ from lmcore import train as train_mod
 from lmcore.config import MODEL_NAMES, make_config
 from pages import common
 
+common.route_through_app()
+
 st.title("Train")
 root = common.runs_root()
 

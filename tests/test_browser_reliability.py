@@ -382,3 +382,20 @@ def test_a_run_survives_a_server_restart_and_then_shows_its_true_state(browser, 
         print(json.dumps({"steps_logged": len(steps), "last": steps[-1]}))
     finally:
         second.stop()
+
+
+def test_a_page_address_opened_first_on_a_fresh_server_gets_the_apps_navigation(browser, tmp_path):
+    """A bookmark to /train after a restart: Streamlit's older pages/ mode must not take over."""
+    server = Server(tmp_path)
+    try:
+        page = new_page(browser, server.url, "train")
+        page.get_by_role("heading", name="Train").first.wait_for()
+        nav = page.locator('[data-testid="stSidebarNav"] a')
+        nav.first.wait_for()
+        names = [text.split("\n")[-1] for text in nav.all_inner_texts()]
+        assert names == ["Home", "Data", "Math", "Train", "Generate", "Fine-tune", "Runs"], names
+        assert page.url.endswith("/train")
+        page.get_by_text("Device:").first.wait_for()  # app.py's shared sidebar ran
+        page.screenshot(path=str(SHOTS / "direct-address.png"))
+    finally:
+        server.stop()
