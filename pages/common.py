@@ -435,7 +435,9 @@ def follow(run_id: str, controls: dict) -> None:
         if run_view(run_id, controls) in TERMINAL:
             st.rerun()  # finished: redraw the whole page once, without the timer
         want = refresh_interval(runs_root() / run_id)
-        if abs(want - every) >= max(0.5, every / 4):  # a fragment's timer is fixed: rebuild with the new one
+        # A fragment's timer is fixed, so a new pace rebuilds the page, which closes any open
+        # menu on it: only for a pace at least twice as fast or slow, not for jitter.
+        if want >= 2 * every or want <= every / 2:
             st.session_state[key] = want
             st.rerun()
 

@@ -262,6 +262,8 @@ def followed_run(page) -> str:
 
 
 def test_two_sessions_train_at_once_and_a_third_waits_in_the_queue(browser, tmp_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     runs_dir = tmp_path / "runs"
     server = Server(runs_dir, env={"LMLAB_MAX_JOBS": "2"})
     try:
@@ -283,7 +285,10 @@ def test_two_sessions_train_at_once_and_a_third_waits_in_the_queue(browser, tmp_
             page = new_page(browser, server.url, "train")
             for _ in range(3):  # on a starved machine a click can land during a rerun and be lost
                 page.get_by_role("combobox", name="Run", exact=True).first.click()
-                page.get_by_role("option", name=re.compile("alice")).click()
+                try:
+                    page.get_by_role("option", name=re.compile("alice")).click(timeout=15_000)
+                except PlaywrightTimeout:  # the menu closed under a rerun: open it again
+                    continue
                 settle(page)
                 if "alice" in followed_run(page):
                     break
