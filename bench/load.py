@@ -320,6 +320,8 @@ def main() -> None:
     o.add_argument("--rounds", type=int, default=3)
     o.add_argument("--steps", type=int, default=400)
     args = parser.parse_args()
+    if args.what == "overhead" and min(args.rounds, args.steps) < 1:
+        parser.error("--rounds and --steps must be at least 1")
     result = {"follow": bench_follow, "cycles": bench_cycles, "overhead": bench_overhead}[args.what](args)
     print(json.dumps(result))
 
