@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -83,3 +85,40 @@ def test_a_resume_that_fails_before_training_says_why(tiny_run, tmp_path):
     state = wait_for(root, run_dir.name, lambda s: s["status"] != "starting" and "job_error" in s, 60)
     assert state["status"] == "stopped"  # the run is as it was...
     assert "has changed" in state["job_error"]  # ...and the page can say why it did not resume
+
+
+def test_a_job_between_the_queue_and_its_process_reads_starting_not_failed(tmp_path, monkeypatch):
+    """Issue 13: the job leaves the queue and gets its pid file inside one hold of the queue
+    lock; a reader that comes in between (held open here) must not call it failed."""
+    run_id = "20261201-000000-held-0001"
+    argv = ["train", "--corpus", str(tmp_path / "missing.txt"), *TINY, "--run-id", run_id]
+    with monkeypatch.context() as m:
+        m.setattr(jobs, "active", lambda root: ["someone-else"])  # every slot busy: it queues
+        jobs.submit(tmp_path, run_id, argv)
+    assert jobs.queued(tmp_path) == [run_id]
+
+    popen, entered, release = subprocess.Popen, threading.Event(), threading.Event()
+
+    def held_popen(*args, **kwargs):  # the start path, stopped inside the window
+        entered.set()
+        assert release.wait(60), "the test never released the start"
+        return popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", held_popen)
+    starter = threading.Thread(target=jobs.dispatch, args=(tmp_path,))
+    starter.start()
+    assert entered.wait(60), "dispatch never reached the start of the queued job"
+    assert jobs.queued(tmp_path) == []  # out of the queue, and no process yet
+
+    seen = {}
+    reader = threading.Thread(target=lambda: seen.update(jobs.state(tmp_path, run_id)))
+    reader.start()
+    reader.join(2)  # a reader that does not wait for the start answers now, and wrongly
+    release.set()
+    reader.join(60)
+    starter.join(60)
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    assert seen.get("status") == "starting", seen
+
+    state = wait_for(tmp_path, run_id, lambda s: s["status"] != "starting", 60)
+    assert state["status"] == "failed" and state["message"].startswith("no such file"), state
