@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import lmcore
-from lmcore import LMError, corpus, finetune, runs
+from lmcore import LMError, corpus, finetune, public, runs
 from lmcore import tokenizers as tok_mod
 from lmcore import train as train_mod
 
@@ -394,6 +394,7 @@ def train(
 def _fit(run_dir, parent, data, s, c, encoded, scratch, listener, keras) -> dict:
     """The training loop of a classifier run: ``fit`` in intervals, a recorder, a final test."""
     stop_flag = threading.Event()
+    limits = public.Limits.from_env()  # a shared server's time cap, if it set one
     restore = train_mod._install_signal_handlers(stop_flag)
     runs.write_status(run_dir, "running", step=0, total_steps=c.steps)
     K = len(data.labels)
@@ -404,7 +405,7 @@ def _fit(run_dir, parent, data, s, c, encoded, scratch, listener, keras) -> dict
         keras.utils.set_random_seed(c.seed)
         model = build_classifier(parent, s, K, scratch=scratch)
         train_mod.compile_model(model, c, "classifier")
-        recorder = _recorder(keras, run_dir, c, model, (x_va, w_va, y_va), K, listener, stop_flag)
+        recorder = _recorder(keras, run_dir, c, model, (x_va, w_va, y_va), K, listener, stop_flag, limits)
         model.fit(
             _dataset(x_tr, w_tr, y_tr, c.batch_size, c.seed),
             epochs=math.ceil(c.steps / c.log_every) + 1,
@@ -442,6 +443,7 @@ def _fit(run_dir, parent, data, s, c, encoded, scratch, listener, keras) -> dict
             best_val_loss=recorder.best,
             accuracy=results["accuracy"],
             macro_f1=results["macro_f1"],
+            message=limits.time_up_message() if recorder.stopped and limits.time_up() else None,
         )
         result = {
             "run_id": run_dir.name,
@@ -463,7 +465,7 @@ def _fit(run_dir, parent, data, s, c, encoded, scratch, listener, keras) -> dict
     return result
 
 
-def _recorder(keras, run_dir, c, model, val, K, listener, stop_flag):
+def _recorder(keras, run_dir, c, model, val, K, listener, stop_flag, limits):
     x_va, w_va, y_va = val
 
     class Recorder(keras.callbacks.Callback):
@@ -478,7 +480,7 @@ def _recorder(keras, run_dir, c, model, val, K, listener, stop_flag):
             self.step += 1
             if self.step >= c.steps:
                 self.model.stop_training = True
-            elif stop_flag.is_set() or runs.stop_requested(run_dir):
+            elif stop_flag.is_set() or runs.stop_requested(run_dir) or limits.time_up():
                 self.stopped = self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
@@ -654,8 +656,15 @@ def _run_comparison(table: dict, root: Path, train_one, listener) -> dict:
     path = comparisons_dir(root) / f"{table['compare_id']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     runs.write_json(path, summarize(table))
+    limits = public.Limits.from_env()  # a shared server's time cap, if it set one
     for seed in table["seed_list"]:
         for variant in VARIANTS:
+            if limits.time_up():
+                table["status"] = "stopped"
+                table["message"] = limits.time_up_message()
+                table = summarize(table)
+                runs.write_json(path, table)
+                return table
             keras.backend.clear_session()
             extra = {"comparison": {"id": table["compare_id"], "variant": variant, "seed": seed}}
             result = train_one(variant, seed, extra)

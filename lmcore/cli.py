@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from lmcore import LMError, corpus, runs
+from lmcore import LMError, corpus, public, runs
 from lmcore.config import MODEL_NAMES
 
 
@@ -230,9 +230,10 @@ def cmd_train(args) -> int:
         if changed:
             flags = ", ".join("--" + k.replace("_", "-") for k in changed)
             raise LMError(f"--resume continues a run with its own settings; drop {flags}")
-        device.import_tensorflow()
         run_dir = runs.resolve(args.resume, root)
         total = args.steps or (runs.read_json(run_dir / "config.json") or {})["train"]["steps"]
+        public.Limits.from_env().check_steps(total)
+        device.import_tensorflow()
         result = train_mod.resume(run_dir, args.steps, listener=Progress(total), strategy=args.strategy)
         return _report(result, args.json)
 
@@ -280,6 +281,7 @@ def cmd_train(args) -> int:
             raise LMError(f"--epochs must be positive, not {args.epochs}")
         per_step = job.train.batch_size * job.model_config.block_size
         job.train.steps = max(1, math.ceil(args.epochs * len(job.train_ids) / per_step))
+    public.Limits.from_env().check_steps(job.train.steps)  # a shared server's cap, if it set one
     device.import_tensorflow()
     result = train_mod.start(
         job, root, args.name, listener=Progress(job.train.steps), run_id=args.run_id, strategy=args.strategy
@@ -468,6 +470,7 @@ def cmd_finetune(args) -> int:
         sample_length=args.sample_length,
         seed=args.seed,
     )
+    public.Limits.from_env().check_steps(train_config.steps)
     job, record = finetune.prepare(parent, args.corpus, s, train_config, args.text_column)
     oov = record["oov"]
     if oov["unknown"]:
@@ -495,6 +498,8 @@ def cmd_classify(args) -> int:
     from lmcore import classify
 
     root = runs.runs_dir(args.runs_dir)
+    if args.action != "predict":
+        public.Limits.from_env().check_steps(args.steps or classify.DEFAULT_STEPS)
     if args.action == "predict":
         from lmcore import device
 
@@ -525,9 +530,10 @@ def cmd_classify(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from lmcore import classify
+    from lmcore import classify, finetune
 
     root = runs.runs_dir(args.runs_dir)
+    public.Limits.from_env().check_steps(args.steps or finetune.DEFAULT_STEPS)
     return _print_comparison(classify.compare_lm(args, root, listener=_compare_listener()), args.json)
 
 

@@ -262,6 +262,7 @@ def summary(run_dir: Path) -> dict:
         "val_loss": status.get("val_loss"),
         "best_val_loss": status.get("best_val_loss"),
         "message": status.get("message"),
+        "updated": status.get("updated"),  # when its status last changed (time.time())
         "created": config.get("created"),
         "parent": config.get("parent"),  # the run this one was fine-tuned from
         "task": config.get("task", "lm"),  # "lm", or "classify" for a classifier

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import lmcore
-from lmcore import LMError, corpus, data, device, distribute, runs
+from lmcore import LMError, corpus, data, device, distribute, public, runs
 from lmcore import tokenizers as tok_mod
 from lmcore.config import config_from_dict
 from lmcore.config import make_config as make_model_config
@@ -443,6 +443,7 @@ def _make_recorder(
     listener: Listener | None,
     stop_flag: threading.Event,
     gate: StopGate | None = None,
+    limits: public.Limits | None = None,
 ):
     """A Keras callback that writes the run as it trains (built here to import Keras lazily)."""
     import keras
@@ -452,6 +453,7 @@ def _make_recorder(
 
     c = job.train
     T = job.model_config.block_size
+    limits = limits or public.Limits()
     val_ds = data.val_dataset(job.val_ids, T, c.batch_size, c.eval_batches)
     prompt = job.tokenizer.decode(job.val_ids[: max(1, T // 2)])
     writer = tf.summary.create_file_writer(str(run_dir / "tb"))
@@ -473,6 +475,13 @@ def _make_recorder(
             self.logits_fn = None  # built at the first sample, then reused (one trace)
             self.stop_asked = threading.Event()  # set by the watcher thread or at a call boundary
             self.watcher_done = threading.Event()
+            self.stop_reason: str | None = None  # why it stopped, when nobody asked (a time cap)
+
+        def wants_stop(self) -> bool:
+            if limits.time_up():
+                self.stop_reason = limits.time_up_message()
+                return True
+            return stop_flag.is_set() or runs.stop_requested(run_dir)
 
         def ask_stop(self) -> None:
             """Let the step in progress finish, then end the stream (any thread)."""
@@ -483,7 +492,7 @@ def _make_recorder(
 
         def watch(self) -> None:
             while not self.watcher_done.wait(0.2):
-                if stop_flag.is_set() or runs.stop_requested(run_dir):
+                if self.wants_stop():
                     self.ask_stop()
                     return
 
@@ -498,7 +507,7 @@ def _make_recorder(
             self.step += self.model.steps_per_execution  # steps this call into the graph runs
             if self.step >= c.steps:
                 self.model.stop_training = True
-            elif self.stop_asked.is_set() or stop_flag.is_set() or runs.stop_requested(run_dir):
+            elif self.stop_asked.is_set() or self.wants_stop():
                 self.ask_stop()
                 self.stopped = True
                 self.model.stop_training = True
@@ -638,6 +647,7 @@ def _run(run_dir: Path, job: Job, make_model: Callable, start_step: int, listene
     c = job.train
     T = job.model_config.block_size
     stop_flag = threading.Event()
+    limits = public.Limits.from_env()  # a shared server's time cap, if it set one
     restore = _install_signal_handlers(stop_flag)
     runs.write_status(run_dir, "running", step=start_step, total_steps=c.steps)
     recorder = writer = None
@@ -661,7 +671,7 @@ def _run(run_dir: Path, job: Job, make_model: Callable, start_step: int, listene
         gate = None if several else StopGate(start_step)
         if gate is not None:
             train_ds = gate.wrap(train_ds)
-        recorder, writer = _make_recorder(run_dir, job, start_step, listener, stop_flag, gate)
+        recorder, writer = _make_recorder(run_dir, job, start_step, listener, stop_flag, gate, limits)
         intervals = math.ceil((c.steps - start_step) / c.log_every) + 1
         with warnings.catch_warnings():  # a stop ends the stream early, on purpose
             warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -693,6 +703,7 @@ def _run(run_dir: Path, job: Job, make_model: Callable, start_step: int, listene
             val_loss=recorder.last_val,
             best_val_loss=None if math.isinf(recorder.best) else recorder.best,
             tokens_per_s=recorder.tokens_per_s,
+            message=recorder.stop_reason if recorder.step < c.steps else None,
         )
     result = {
         "run_id": run_dir.name,
