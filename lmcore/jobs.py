@@ -516,6 +516,9 @@ def supervise(root: Path, run_id: str, argv: list[str]) -> int:
     reason = _why_it_ended(returncode, verdict, oom_before)
     if reason:
         _record_end(root, run_id, reason)
+    with contextlib.suppress(OSError, ValueError):  # no longer training: readers see the run's own status
+        if int(_job_file(root, run_id, "pid").read_text()) == os.getpid():
+            _job_file(root, run_id, "pid").unlink()
     for step in (dispatch, lambda r: make_room(r, public.Policy.from_settings())):
         try:
             step(root)

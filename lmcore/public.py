@@ -41,7 +41,7 @@ class Policy:
     public: bool = False  # the rules below apply at all
     max_steps: int = 3000  # optimizer steps a job may train
     max_minutes: float = 10.0  # wall-clock minutes a job may train
-    disk_budget_mb: int = 1500  # runs folder and uploads together (Community Cloud: a few GB of disk)
+    disk_budget_mb: float = 1500  # runs folder and uploads together (Community Cloud: a few GB of disk)
     upload_mb: float = 20.0  # largest upload accepted
     uploads_per_session: int = 5  # distinct files one session may upload
     jobs_per_session: int = 1  # jobs one session may have queued or running

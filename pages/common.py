@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import statistics
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from lmcore import LMError, corpus, device, runs
+from lmcore import LMError, corpus, device, public, runs
 from lmcore import tokenizers as tok_mod
 
 SOURCES = {"Built-in corpus": "builtin", "Upload a file": "upload", "Web address": "url"}
@@ -62,19 +63,123 @@ def device_label() -> str:
 
 
 def sidebar() -> None:
+    """The shared sidebar: the device, the runs folder (not in public mode), the admin unlock
+    (public mode), and the jobs training now, refreshed at the live view's pace while any is."""
+    from lmcore import jobs
+
     with st.sidebar:
         st.caption(f"**Device:** {device_label()}")
-        st.caption(f"**Runs:** `{runs_root().resolve()}`")
-        active = [r for r in runs.list_runs(runs_root()) if r["status"] == "running"]
-        if active:
-            st.caption("**Training now:**")
-            for r in active:
-                st.caption(f"• {r['run_id']} — step {r['step']}/{r['steps']}")
+        if not policy().public:
+            st.caption(f"**Runs:** `{runs_root().resolve()}`")
         else:
-            st.caption("No training in progress.")
-        waiting = jobs_queue()
-        if waiting:
-            st.caption(f"**Queued:** {len(waiting)} (they start as training slots free)")
+            admin_unlock()
+        live = bool(jobs.active(runs_root()) or jobs.queued(runs_root()))
+
+        @st.fragment(run_every=st.session_state.get("live_pace", 2.0) if live else None)
+        def jobs_now():
+            if not training_now() and live:
+                st.rerun()  # all finished: redraw once, without the timer
+
+        jobs_now()
+
+
+def training_now() -> bool:
+    """List the runs training now, those still loading, and the queue; False if none."""
+    from lmcore import jobs
+
+    root = runs_root()
+    waiting = jobs_queue()
+    running = {r["run_id"]: r for r in runs.list_runs(root) if r["status"] == "running"}
+    comparison = lambda j: (root / ".comparisons" / f"{j}.json").is_file()  # noqa: E731 (its runs are listed)
+    loading = [j for j in jobs.active(root) if j not in running and not comparison(j)]
+    if running or loading:
+        st.caption("**Training now:**")
+        for r in running.values():
+            st.caption(f"• {r['run_id']} — step {r['step']}/{r['steps']}")
+        for run_id in loading:
+            st.caption(f"• {run_id} — starting")
+    else:
+        st.caption("No training in progress.")
+    if waiting:
+        st.caption(f"**Queued:** {len(waiting)} (they start as training slots free)")
+    return bool(running or loading or waiting or jobs.active(root))
+
+
+# ---------------------------------------------------------------------------- public mode
+
+
+@st.cache_resource(show_spinner=False)
+def _policy_from(settings: tuple) -> public.Policy:
+    return public.Policy.from_settings(dict(settings))
+
+
+def policy() -> public.Policy:
+    """This server's rules: public mode from ``LMLAB_PUBLIC`` or ``[lmlab]`` in secrets."""
+    try:
+        settings = dict(st.secrets.get("lmlab", {}))
+    except (FileNotFoundError, KeyError, ValueError, st.errors.StreamlitSecretNotFoundError):
+        settings = {}  # no secrets file: a laptop
+    return _policy_from(tuple(sorted(settings.items())))
+
+
+def actor() -> public.Actor:
+    """Who this browser session is, for the job layer: a private token, and the admin unlock."""
+    token = st.session_state.setdefault("session_token", secrets.token_urlsafe(16))
+    return public.Actor(token, admin=bool(st.session_state.get("admin")))
+
+
+def may_manage(run_id: str) -> bool:
+    from lmcore import jobs
+
+    return jobs.may_manage(runs_root(), run_id, actor(), policy())
+
+
+def admin_unlock() -> None:
+    """The presenter's password box (public mode): it unlocks everything, for this session only."""
+    if st.session_state.get("admin"):
+        st.caption("**Admin:** every run can be stopped, resumed, deleted and pinned in this session.")
+        if st.button("Lock admin", key="admin-lock"):
+            st.session_state["admin"] = False
+            st.rerun()
+        return
+    st.caption(f"**Public mode:** {caps_text()}")
+    with st.form("admin-form", clear_on_submit=True, border=False):
+        password = st.text_input("Admin password", type="password", key="admin-password")
+        if st.form_submit_button("Unlock"):
+            if policy().is_admin(password):
+                st.session_state["admin"] = True
+                st.rerun()
+            st.error("Wrong admin password.")
+
+
+def caps_text() -> str:
+    p = policy()
+    return (
+        f"a run trains at most {p.max_steps:,} steps and {p.max_minutes:g} minutes; one job at a "
+        f"time per visitor; uploads up to {p.upload_mb:g} MB, {p.uploads_per_session} per session."
+    )
+
+
+def step_cap(limit: int = 100_000) -> int:
+    """The largest step count a form offers: ``limit``, or the server's cap in public mode."""
+    if policy().public and not actor().admin:
+        return min(limit, policy().max_steps)
+    return limit
+
+
+def hide_paths(text) -> str:
+    """In public mode, ``text`` with the server's folders replaced by short names."""
+    text = str(text)
+    if policy().public:
+        for folder, label in ((runs_root().resolve(), "runs"), (Path.home(), "~")):
+            text = text.replace(str(folder), label)
+    return text
+
+
+def shown(text) -> str:
+    """``text`` (a message that may quote a path or a file name) escaped for Markdown, with
+    the server's folders hidden in public mode."""
+    return plain(hide_paths(text))
 
 
 # ---------------------------------------------------------------------------- corpora
@@ -102,17 +207,39 @@ def token_ids(kind: str, text_sha: str, _text: str):
     return tokenizer_for(kind, text_sha, _text).encode(_text)
 
 
+def upload_refused(data: bytes, name: str) -> str | None:
+    """Why public mode refuses this upload (too large, or one too many this session), or None."""
+    p = policy()
+    if not p.public or actor().admin:
+        return None
+    if len(data) > p.upload_mb * 2**20:
+        size = f"{len(data) / 2**20:.1f} MB" if len(data) >= 2**20 else f"{len(data) / 1024:.0f} KB"
+        return f"{plain(name)} is {size}; this server accepts uploads up to {p.upload_mb:g} MB."
+    seen = st.session_state.setdefault("uploads_seen", [])
+    digest = hashlib.sha256(data).hexdigest()
+    if digest not in seen:
+        if len(seen) >= p.uploads_per_session:
+            n = p.uploads_per_session
+            return f"This server accepts {n} different uploads per visitor; reuse an earlier one."
+        seen.append(digest)
+    return None
+
+
 def upload_path(data: bytes, name: str) -> Path:
     """Save an upload where a training child process can read it; same bytes, same file.
 
     ``.uploads/<content hash>/<the upload's own name, made safe>``: runs show the user's name.
+    In public mode the disk budget is kept first (oldest finished runs removed).
     """
+    from lmcore import jobs
+
     folder = runs_root().resolve() / ".uploads" / hashlib.sha256(data).hexdigest()[:16]
-    folder.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^\w.-]+", "_", Path(name).stem).strip("._")[:60] or "upload"
     suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".txt", ".md", ".csv") else ".txt"
     path = folder / f"{stem}{suffix}"
     if not path.exists():
+        jobs.make_room(runs_root(), policy())
+        folder.mkdir(parents=True, exist_ok=True)
         runs.atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
 
@@ -153,6 +280,10 @@ def corpus_picker(key: str = "data") -> tuple[corpus.Corpus | None, corpus.Corpu
                 "Text file (.txt, .md, .csv)", type=["txt", "md", "csv"], key=f"{key}-up"
             )
             if upload is not None:
+                refused = upload_refused(upload.getvalue(), upload.name)
+                if refused:
+                    st.error(refused)
+                    return None, None, None
                 kept["upload"] = (upload.name, upload.getvalue())
             elif "upload" in kept:
                 name = plain(kept["upload"][0])
@@ -298,6 +429,8 @@ def config_rows(run_dir: Path) -> dict:
     for section in ("model", "train", "data", "device"):  # device: where, precision, strategy
         for k, v in (config.get(section) or {}).items():
             flat[f"{section}.{k}"] = v if not isinstance(v, dict | list) else str(v)
+    if policy().public and "data.source" in flat:  # a file's name, never the server's folders
+        flat["data.source"] = corpus_label(flat["data.source"])
     return flat
 
 
@@ -333,7 +466,7 @@ def entropy_bits(text: str) -> float:
 
 # ---------------------------------------------------------------------------- following a run
 
-TERMINAL = ("completed", "stopped", "failed", "interrupted")
+TERMINAL = ("completed", "stopped", "failed", "interrupted", "evicted")
 
 
 def curve_controls(key: str) -> dict:
@@ -369,7 +502,10 @@ def run_view(run_id: str, controls: dict) -> str:
     elif status == "starting":
         head[0].info("Starting: loading the corpus and TensorFlow…")
     elif status == "failed":
-        head[0].error(f"Failed: {plain(state.get('message'))}")
+        head[0].error(f"Failed: {shown(state.get('message'))}")
+    elif status == "evicted":
+        size = f"{state['bytes'] / 2**20:.0f} MB"
+        head[0].warning(f"This run ({size}) was removed to keep the server's disk budget.")
     else:
         eta = ""
         if status == "running" and len(df) >= 2:
@@ -379,13 +515,19 @@ def run_view(run_id: str, controls: dict) -> str:
             eta = f" · ETA {fmt_seconds((total - step) / rate)}" if rate > 0 else ""
         val = f" · val loss {state['val_loss']:.4f}" if state.get("val_loss") is not None else ""
         head[0].progress(min(step / total, 1.0), text=f"**{status}** · step {step}/{total}{val}{eta}")
+        if status == "stopped" and state.get("message"):
+            head[0].caption(shown(state["message"]))
     if state.get("job_error"):
-        st.error(f"Resuming failed: {plain(state['job_error'])}")
-    if status in ("running", "starting") and head[1].button("Stop", key=f"stop-{run_id}", type="primary"):
-        jobs.stop(root, run_id)
-        st.toast("Stop requested: the run saves a checkpoint and ends after the current step.")
-    if status == "queued" and head[1].button("Cancel", key=f"cancel-{run_id}"):
-        jobs.stop(root, run_id)
+        st.error(f"Resuming failed: {shown(state['job_error'])}")
+    manage = may_manage(run_id)
+    if status in ("running", "starting") and manage:
+        if head[1].button("Stop", key=f"stop-{run_id}", type="primary"):
+            jobs.stop(root, run_id, actor(), policy())
+            st.toast("Stop requested: the run saves a checkpoint and ends after the current step.")
+    elif status in ("running", "starting", "queued"):
+        head[1].caption("Started by another visitor: only they (or the admin) can stop it.")
+    if status == "queued" and manage and head[1].button("Cancel", key=f"cancel-{run_id}"):
+        jobs.stop(root, run_id, actor(), policy())
         st.rerun()
     if status == "interrupted":
         head[1].caption("Resume it on the Runs page.")
@@ -399,7 +541,7 @@ def run_view(run_id: str, controls: dict) -> str:
             st.markdown(f"**Sample at step {samples[-1]['step']}**")
             st.text(samples[-1]["prompt"] + samples[-1]["text"])
     elif status == "failed":
-        st.code(jobs.log_tail(root, run_id), language=None)
+        st.code(hide_paths(jobs.log_tail(root, run_id)), language=None)
     return status
 
 
@@ -428,7 +570,11 @@ def follow(run_id: str, controls: dict) -> None:
         run_view(run_id, controls)
         return
     key = f"refresh-{run_id}"
-    every = st.session_state.get(key, 2.0)
+    # Start at the pace of the records already logged: a page that opens (or switches to) a
+    # running run then has no reason to rebuild itself a moment later, closing open menus.
+    every = st.session_state.get(key) or refresh_interval(runs_root() / run_id)
+
+    st.session_state["live_pace"] = every  # the sidebar's list refreshes with the view
 
     @st.fragment(run_every=every)
     def live():

@@ -45,6 +45,10 @@ if as_classifier:
         upload = st.file_uploader("CSV with a text column and a label column", type=["csv"])
         if upload is None:
             st.stop()
+        refused = common.upload_refused(upload.getvalue(), upload.name)
+        if refused:
+            st.error(refused)
+            st.stop()
         header = next(csv.reader(io.StringIO(upload.getvalue()[:65536].decode("utf-8", "replace"))), [])
         if len(header) < 2:
             st.error("The CSV needs a header line with at least two columns (text and label).")
@@ -96,7 +100,8 @@ lr = cols[0].number_input(
     key=f"ft-lr-{as_classifier}-{body_frozen}",
 )
 default_steps = classify.DEFAULT_STEPS if as_classifier else finetune.DEFAULT_STEPS
-steps = cols[1].number_input("Steps", 10, 100_000, default_steps, step=50, key=f"ft-steps-{as_classifier}")
+cap = common.step_cap()
+steps = cols[1].number_input("Steps", 10, cap, min(default_steps, cap), 50, key=f"ft-steps-{as_classifier}")
 seed = cols[2].number_input("Seed", 0, 2**31 - 1, 1)
 
 try:
@@ -122,23 +127,29 @@ options += [
     "--seed",
     str(int(seed)),
 ]
+who = dict(actor=common.actor(), policy=common.policy())
+if common.policy().public and not common.actor().admin:
+    st.caption(f"Public mode: {common.caps_text()}")
 if st.button("Start fine-tuning", type="primary"):
-    if as_classifier:
-        args = [
-            "train",
-            *options,
-            "--data",
-            data,
-            f"--text-column={text_column}",
-            f"--label-column={label_column}",
-        ]
-        st.session_state["ft_follow"] = jobs.launch(root, args, "classify", "classifier", command="classify")
+    try:
+        if as_classifier:
+            args = [
+                "train",
+                *options,
+                "--data",
+                data,
+                f"--text-column={text_column}",
+                f"--label-column={label_column}",
+            ]
+            run_id = jobs.launch(root, args, "classify", "classifier", command="classify", **who)
+        else:
+            args = [*options, "--corpus", source]
+            run_id = jobs.launch(root, args, f"ft-{parent_row['model']}", command="finetune", **who)
+    except LMError as err:  # public mode: one job per visitor, the caps
+        st.error(common.shown(err))
     else:
-        args = [*options, "--corpus", source]
-        st.session_state["ft_follow"] = jobs.launch(
-            root, args, f"ft-{parent_row['model']}", command="finetune"
-        )
-    st.rerun()
+        st.session_state["ft_follow"] = run_id
+        st.rerun()
 
 mine = st.session_state.get("ft_follow")
 if mine:
@@ -160,7 +171,7 @@ st.caption(
 )
 cols = st.columns(3)
 n_seeds = cols[0].number_input("Seeds", 1, 5, 3)
-cmp_steps = cols[1].number_input("Steps per run", 10, 100_000, int(steps), step=50)
+cmp_steps = cols[1].number_input("Steps per run", 10, common.step_cap(), int(steps), step=50)
 if cols[2].button("Run the comparison"):
     cid = runs.new_run_id("compare", "compare")
     common_args = [
@@ -176,7 +187,10 @@ if cols[2].button("Run the comparison"):
         argv += [f"--text-column={text_column}", f"--label-column={label_column}"]
     else:
         argv = ["compare", *common_args, "--corpus", source]
-    st.session_state["ft_compare"] = jobs.submit(root, cid, [*argv, "--compare-id", cid])
+    try:
+        st.session_state["ft_compare"] = jobs.submit(root, cid, [*argv, "--compare-id", cid], **who)
+    except LMError as err:
+        st.error(common.shown(err))
 
 tables = {t["compare_id"]: t for t in classify.list_comparisons(root)}
 wanted = st.session_state.get("ft_compare")
@@ -190,7 +204,7 @@ if wanted or tables:
         if table is None:
             state = jobs.state(root, shown)
             if state["status"] == "failed":
-                st.error(state.get("message"))
+                st.error(common.shown(state.get("message")))
             else:
                 st.info(f"The comparison is {state['status']}…")
             return

@@ -35,4 +35,7 @@ cols[1].metric("Training now", counts["running"])
 cols[2].metric("Completed runs", counts["completed"])
 cols[3].metric("Stopped", counts["stopped"])
 cols[4].metric("Failed", counts["failed"])
-st.caption(f"Runs are stored in `{common.runs_root().resolve()}`.")
+if common.policy().public:
+    st.caption(f"This is a shared server in public mode: {common.caps_text()}")
+else:
+    st.caption(f"Runs are stored in `{common.runs_root().resolve()}`.")

@@ -6,17 +6,27 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from lmcore import LMError, jobs, runs
+from lmcore import LMError, jobs, public
 from pages import common
 
 common.route_through_app()
 
 st.title("Runs")
+root, rules = common.runs_root(), common.policy()
+if rules.public:
+    gone = public.evictions(root)[-5:]
+    if gone:
+        st.warning(
+            "Removed to keep this server's disk budget of "
+            f"{rules.disk_budget_mb:,g} MB (oldest finished runs first; pinned runs are kept): "
+            + ", ".join(f"{e['kind']} {common.plain(e['name'])} ({e['bytes'] / 2**20:.1f} MB)" for e in gone)
+        )
 rows = common.run_choices()
 if not rows:
     st.info("No runs yet. Start one on the Train page.")
     st.stop()
 
+pins = public.pinned(root)
 table = pd.DataFrame(
     [
         {
@@ -30,6 +40,7 @@ table = pd.DataFrame(
             "steps": r["steps"],
             "val loss": r["val_loss"],
             "best val loss": r["best_val_loss"],
+            **({"pinned": r["run_id"] in pins} if rules.public else {}),
             **{
                 k: v
                 for k, v in common.config_rows(Path(r["path"])).items()
@@ -72,18 +83,39 @@ if len(selected) == 2:
 metrics = pd.concat([df.assign(run_id=rid) for rid, df in frames.items() if not df.empty] or [pd.DataFrame()])
 st.download_button("Download metrics (CSV)", metrics.to_csv(index=False), "metrics.csv", "text/csv")
 
-resumable = [r for r in selected if r["status"] in ("stopped", "interrupted")]
+mine = [r for r in selected if common.may_manage(r["run_id"])]
+if len(mine) < len(selected):
+    st.caption(
+        f"{len(selected) - len(mine)} of the selected runs were started by other visitors: you can compare, "
+        "download, generate from and fine-tune them, but only they (or the admin) can resume or delete them."
+    )
+resumable = [r for r in mine if r["status"] in ("stopped", "interrupted")]
 if resumable and st.button(f"Resume {len(resumable)} run(s)"):
-    for r in resumable:
-        jobs.resume(common.runs_root(), r["run_id"])
-    st.toast("Resuming in the background; follow on the Train page.")
+    try:
+        for r in resumable:
+            jobs.resume(root, r["run_id"], actor=common.actor(), policy=rules)
+        st.toast("Resuming in the background; follow on the Train page.")
+    except LMError as err:
+        st.error(common.shown(err))
 
-with st.expander("Delete"):
-    sure = st.checkbox(f"Yes, delete {len(selected)} run(s) and their checkpoints for good")
-    if st.button("Delete", disabled=not sure):
+if rules.public and common.actor().admin:
+    cols = st.columns(2)
+    if cols[0].button(f"Pin {len(selected)} run(s)", help="pinned runs are never removed for disk space"):
         for r in selected:
-            try:
-                runs.delete(Path(r["path"]))
-            except LMError as err:
-                st.error(str(err))
+            public.pin(root, r["run_id"])
         st.rerun()
+    if cols[1].button(f"Unpin {len(selected)} run(s)"):
+        for r in selected:
+            public.pin(root, r["run_id"], on=False)
+        st.rerun()
+
+if mine:
+    with st.expander("Delete"):
+        sure = st.checkbox(f"Yes, delete {len(mine)} run(s) and their checkpoints for good")
+        if st.button("Delete", disabled=not sure):
+            for r in mine:
+                try:
+                    jobs.delete(root, r["run_id"], common.actor(), rules)
+                except LMError as err:
+                    st.error(common.shown(err))
+            st.rerun()

@@ -47,7 +47,7 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
     length = (
         cols[1].number_input("Epochs", 0.1, 100.0, 10.0 if model == "seed-lstm" else 1.0, key=f"ep-{model}")
         if by_epochs
-        else cols[1].number_input("Steps", 10, 100_000, 1000, step=100, key=f"st-{model}")
+        else cols[1].number_input("Steps", 10, common.step_cap(), 1000, step=100, key=f"st-{model}")
     )
     batch = cols[2].number_input("Batch size", 1, 1024, recipe.batch_size, key=f"b-{model}")
     block = cols[3].number_input("Block size", 4, 1024, preset.block_size, key=f"t-{model}")
@@ -98,6 +98,11 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
         st.error(common.plain(err))
         fits = False
     steps = int(length) if not by_epochs else max(1, int(length * 0.9 * (chars or 0) / (batch * block)))
+    if steps > common.step_cap():  # epochs estimated past the server's cap (public mode)
+        st.error(f"About {steps:,} steps: this server trains at most {common.step_cap():,}; fewer epochs.")
+        fits = False
+    if common.policy().public and not common.actor().admin:
+        st.caption(f"Public mode: {common.caps_text()}")
     preview = replace(recipe, steps=steps, lr=lr, schedule=schedule, warmup_steps=warmup)
     x, y = train_mod.lr_curve(preview)
     st.plotly_chart(
@@ -132,10 +137,15 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
         args += [f"--{k.replace('_', '-')}" for k in clean]
         if column:
             args += [f"--text-column={column}"]  # "=" keeps a name starting with "-" an argument
-        st.session_state["follow_run"] = st.session_state["started_run"] = jobs.launch(
-            root, args, name or None, model
-        )
-        st.rerun()
+        try:
+            who = dict(actor=common.actor(), policy=common.policy())
+            run_id = jobs.launch(root, args, name or None, model, **who)
+        except LMError as err:  # public mode: one job per visitor, the caps
+            st.error(common.shown(err))
+        else:
+            st.session_state["follow_run"] = st.session_state["started_run"] = run_id
+            st.session_state["follow-choice"] = run_id
+            st.rerun()
 
 st.subheader("Follow a run")
 active = [r["run_id"] for r in common.run_choices(lambda r: r["status"] == "running")]
@@ -151,6 +161,9 @@ options = list(dict.fromkeys([*([mine] if mine else []), *active, *starting, *wa
 if not options:
     st.info("No run in progress. Start one above; it keeps training if you leave this page or close the tab.")
     st.stop()
-run_id = st.selectbox("Run", options)
+# Keyed, so a list that changes (runs finishing, starting) never resets the user's choice.
+if st.session_state.get("follow-choice") not in options:
+    st.session_state["follow-choice"] = options[0]
+run_id = st.selectbox("Run", options, key="follow-choice")
 st.session_state["follow_run"] = run_id
 common.follow(run_id, common.curve_controls("train"))

@@ -1,0 +1,142 @@
+"""Public mode in a real browser (issue 13): two visitors of one shared server.
+
+Alice trains; Bob can watch her run but finds no control to stop or delete it; Alice cannot
+start a second job; a wrong admin password is refused and the right one unlocks Bob's
+session, which then pins and stops Alice's run; an older run removed for the disk budget is
+shown as removed; no page shows the server's folders. Configured the way a deployment is,
+through ``[lmlab]`` in a secrets file. Screenshots go to ``test-artifacts/screenshots-public``.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from test_browser import go, settle, status_text, wait_status
+from test_browser_reliability import (  # noqa: F401 (browser: the shared fixture)
+    Server,
+    browser,
+    errors,
+    followed_run,
+    new_page,
+    start_run,
+    upload,
+)
+
+from conftest import ROOT
+from lmcore import public, runs
+
+SHOTS = ROOT / "test-artifacts" / "screenshots-public"
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def body(page) -> str:
+    return page.locator("body").inner_text()
+
+
+def select_first_row(page) -> None:
+    grid = page.locator('[data-testid="stDataFrame"]')
+    grid.wait_for()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)
+    settle(page)
+
+
+def test_two_visitors_in_public_mode_own_their_runs_and_the_admin_unlocks_one_session(
+    browser,  # noqa: F811
+    tmp_path,
+    tiny_run,
+):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(
+        '[lmlab]\npublic = true\nadmin_password = "presenter only"\n'
+        "max_steps = 20000\nmax_minutes = 10\ndisk_budget_mb = 0.5\nupload_mb = 0.01\n",
+        encoding="utf-8",
+    )
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(tiny_run, runs_dir / tiny_run.name)  # an older finished run, nobody's pin
+    server = Server(runs_dir, env={"LMLAB_MAX_JOBS": "2"}, args=("--secrets.files", str(secrets)))
+    hidden = str(tmp_path)  # the server's folders: never on a page
+    try:
+        alice, bob = new_page(browser, server.url), new_page(browser, server.url)
+        assert "shared server in public mode" in body(alice) and hidden not in body(alice)
+
+        # Alice trains within the caps the form shows
+        start_run(alice, "alice", 20000, 8)
+        wait_status(alice, r"running · step [1-9]", 120)
+        assert alice.get_by_label("Steps", exact=True).get_attribute("max") == "20000"
+        assert alice.get_by_text("a run trains at most 20,000 steps and 10 minutes").count()
+        (alice_run,) = [p for p in runs_dir.iterdir() if "-alice-" in p.name]
+        assert alice.get_by_role("button", name="Stop").count() == 1  # her own run: her control
+
+        # ... and cannot start a second job while it trains
+        alice.get_by_text("New run").first.click()
+        alice.get_by_role("button", name="Start training").click()
+        alert = '[data-testid="stAlertContentError"]'
+        alice.locator(alert, has_text="one job at a time per visitor").wait_for()
+        shot(alice, "01-alice-training-second-job-refused")
+        assert hidden not in body(alice)
+
+        # Bob watches Alice's run: no Stop for him
+        go(bob, "Train")
+        assert "alice" in followed_run(bob)
+        wait_status(bob, r"running · step", 60)
+        bob.get_by_text("Started by another visitor").first.wait_for()
+        assert bob.get_by_role("button", name="Stop").count() == 0
+        shot(bob, "02-bob-watches-without-controls")
+
+        # On Runs: the older run removed for the disk budget is shown; Alice's has no controls for Bob
+        go(bob, "Runs")
+        bob.get_by_text("Removed to keep this server's disk budget").wait_for()
+        assert tiny_run.name in body(bob) and not (runs_dir / tiny_run.name).exists()
+        assert [e["name"] for e in public.evictions(runs_dir)] == [tiny_run.name]
+        select_first_row(bob)
+        bob.get_by_text("were started by other visitors").wait_for()
+        assert bob.get_by_text("Delete", exact=True).count() == 0
+        assert bob.get_by_role("button", name="Pin 1 run(s)", exact=True).count() == 0
+        shot(bob, "03-bob-runs-page-no-delete")
+        assert hidden not in body(bob)
+
+        # Uploads beyond this server's size are refused, visibly
+        go(bob, "Data")
+        bob.get_by_text("Upload a file").click()
+        settle(bob)
+        upload(bob, "big.txt", b"to be or not to be\n" * 1000)  # 19 KB: over the 0.01 MB allowed
+        bob.locator(alert, has_text="accepts uploads up to 0.01 MB").wait_for()
+        assert not bob.get_by_text("Distinct characters").count()
+        shot(bob, "04-upload-too-large")
+
+        # A wrong admin password is refused; the right one unlocks Bob's session only
+        password = bob.get_by_label("Admin password")
+        password.fill("presenter")
+        bob.get_by_role("button", name="Unlock").click()
+        bob.locator(alert, has_text="Wrong admin password.").wait_for()
+        shot(bob, "05-wrong-password")
+        bob.get_by_label("Admin password").fill("presenter only")
+        bob.get_by_role("button", name="Unlock").click()
+        bob.get_by_text("every run can be stopped, resumed, deleted and pinned").wait_for()
+        settle(bob)
+
+        go(bob, "Runs")
+        select_first_row(bob)
+        bob.get_by_role("button", name="Pin 1 run(s)", exact=True).click()
+        settle(bob)
+        assert public.pinned(runs_dir) == {alice_run.name}
+        go(bob, "Train")
+        bob.get_by_role("button", name="Stop").click()
+        wait_status(bob, r"stopped · step", 90)
+        shot(bob, "06-admin-stopped-alices-run")
+        wait_status(alice, r"stopped · step", 60)
+        assert "stopped" in status_text(alice)
+
+        # Pinned: the budget never removes it, and Alice still has no admin powers
+        assert runs.checkpoint(alice_run).is_file()
+        go(alice, "Runs")
+        assert alice.get_by_role("button", name="Pin 1 run(s)", exact=True).count() == 0
+        assert alice.get_by_label("Admin password").count() == 1
+        assert not errors(alice) and not errors(bob)
+    finally:
+        server.stop()
