@@ -3,6 +3,7 @@
     python bench/load.py follow [--sessions 8] [--seconds 120]   # many followers of one live run
     python bench/load.py cycles [--cycles 50]                    # train/generate cycles, one session
     python bench/load.py overhead [--rounds 3] [--steps 400]     # live curves' cost to training speed
+    python bench/load.py memory [--steps 1000] [--env K=V ...]   # peak memory of one default run
 
 ``follow`` starts ``streamlit run app.py`` with two training slots, launches two runs through
 ``lmcore.jobs`` (the same child processes the Train page starts), opens ``--sessions`` browser
@@ -21,7 +22,13 @@ curves refreshing, until it ends. It reports each leg's median logged tokens/s (
 compiling interval left out) and the dashboard's cost, 1 - dashboard / command line, per round
 and over all rounds.
 
-All three print one JSON object at the end. They use Debian's Chromium and Playwright, like
+``memory`` (issue 13) starts the Train page's default run (``nano`` on the Python docs) from a
+browser session and, every quarter second until it ends, reads from /proc the server's and the
+job's processes' (supervisor and trainer) resident memory, its private part (RssAnon: what the
+kernel cannot reclaim) and their proportional share (Pss: shared library pages counted once).
+It reports each part's peak and the peak of their sum, the host's figure for a deployment.
+
+All four print one JSON object at the end. They use Debian's Chromium and Playwright, like
 ``tests/test_browser.py``, whose page helpers they share. Loops are bounded by their arguments.
 """
 
@@ -306,6 +313,97 @@ def bench_cycles(args) -> dict:
     }
 
 
+def _memory(pid: int) -> dict[str, float]:
+    """MB of one process: resident, private (anonymous) and proportional share."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "RssAnon:")):
+                out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                out["Pss"] = int(line.split()[1]) / 1024
+    return out
+
+
+def _job_pids(runs_dir: Path) -> list[int]:
+    """The supervisors and trainers of the jobs in ``runs_dir`` now."""
+    pids = []
+    for pid_file in (runs_dir / ".jobs").glob("*.pid"):
+        try:
+            pids.append(int(pid_file.read_text()))
+        except (OSError, ValueError):
+            pass
+    for status in runs_dir.glob("*/status.json"):
+        pid = (runs.read_json(status, {}) or {}).get("pid")
+        if pid and runs.process_alive(int(pid)):
+            pids.append(int(pid))
+    return sorted(set(pids))
+
+
+def bench_memory(args) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    runs_dir = Path(tempfile.mkdtemp(prefix="lmlab-memory-"))
+    extra = dict(kv.split("=", 1) for kv in args.env)
+    server = Server(runs_dir, env=extra)
+    peaks: dict[str, float] = {}
+    if args.cgroup_mb:  # a small host: the server and the jobs it starts share this limit
+        group = Path(f"/sys/fs/cgroup/memory/lmlab-bench-{os.getpid()}")
+        group.mkdir(exist_ok=True)
+        (group / "memory.limit_in_bytes").write_text(str(args.cgroup_mb * 2**20))
+        (group / "cgroup.procs").write_text(str(server.proc.pid))
+
+    def note(key: str, value: float) -> None:
+        peaks[key] = max(peaks.get(key, 0.0), value)
+
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1300, "height": 1800})
+            page.set_default_timeout(120_000)
+            page.goto(f"{server.url}/train")
+            page.get_by_role("button", name="Start training").wait_for()
+            settle(page)
+            if args.steps != 1000:
+                set_field(page, "Steps", args.steps)
+            page.get_by_role("button", name="Start training").click()
+            t0 = time.perf_counter()
+            seen_job = False
+            while time.perf_counter() - t0 < args.timeout:
+                try:
+                    server_mb = _memory(server.proc.pid)
+                    job_mb = [_memory(pid) for pid in _job_pids(runs_dir)]
+                except (OSError, StopIteration):
+                    continue
+                seen_job = seen_job or bool(job_mb)
+                for key in ("VmRSS", "RssAnon", "Pss"):
+                    job_total = sum(m.get(key, 0) for m in job_mb)
+                    note(f"server_{key}", server_mb.get(key, 0))
+                    note(f"job_{key}", job_total)
+                    note(f"total_{key}", server_mb.get(key, 0) + job_total)
+                if seen_job and not job_mb:
+                    break  # the job has ended
+                time.sleep(0.25)
+            browser.close()
+    finally:
+        server.stop()
+    statuses = [runs.read_status(p.parent) for p in runs_dir.glob("*/status.json")]
+    jit = [
+        (runs.read_json(p.parent / "config.json", {}) or {}).get("train", {}).get("jit_compile")
+        for p in runs_dir.glob("*/status.json")
+    ]
+    return {
+        "env": extra,
+        "cgroup_mb": args.cgroup_mb,
+        "jit_compile": jit,
+        "steps": args.steps,
+        "run_status": [s.get("status") for s in statuses],
+        "peak_mb": {k: round(v) for k, v in sorted(peaks.items())},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -319,10 +417,18 @@ def main() -> None:
     o = sub.add_parser("overhead", help="training speed from the command line and followed in the dashboard")
     o.add_argument("--rounds", type=int, default=3)
     o.add_argument("--steps", type=int, default=400)
+    m = sub.add_parser("memory", help="peak memory of the server and one default run's job")
+    m.add_argument("--steps", type=int, default=1000, help="the run's steps (the page's default: 1000)")
+    m.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server and its jobs")
+    m.add_argument("--timeout", type=float, default=900, help="seconds to wait for the run to end")
+    m.add_argument(
+        "--cgroup-mb", type=int, default=0, help="run the server in a memory cgroup of this size (root)"
+    )
     args = parser.parse_args()
     if args.what == "overhead" and min(args.rounds, args.steps) < 1:
         parser.error("--rounds and --steps must be at least 1")
-    result = {"follow": bench_follow, "cycles": bench_cycles, "overhead": bench_overhead}[args.what](args)
+    benches = dict(follow=bench_follow, cycles=bench_cycles, overhead=bench_overhead, memory=bench_memory)
+    result = benches[args.what](args)
     print(json.dumps(result))
 
 

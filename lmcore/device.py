@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 
 @contextlib.contextmanager
@@ -93,3 +94,51 @@ def setup(info: dict) -> None:
     import keras
 
     keras.mixed_precision.set_global_policy(info["precision"])
+
+
+def memory_cgroups() -> list[tuple[str, Path]]:
+    """This process's memory cgroup folders, its own first, then the mount's root: a list of
+    ("v2" or "v1", folder). Empty where /proc/self/cgroup cannot be read."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            base, version = Path("/sys/fs/cgroup"), "v2"
+        elif "memory" in controllers.split(","):
+            base, version = Path("/sys/fs/cgroup/memory"), "v1"
+        else:
+            continue
+        found += [(version, base / path.lstrip("/")), (version, base)]
+    return list(dict.fromkeys(found))
+
+
+def cgroup_memory_left() -> int | None:
+    """Bytes this process's memory cgroup still allows (limit minus use), or None: no limit."""
+    names = {"v2": ("memory.max", "memory.current"), "v1": ("memory.limit_in_bytes", "memory.usage_in_bytes")}
+    for version, folder in memory_cgroups():
+        try:
+            limit = (folder / names[version][0]).read_text().strip()
+            used = int((folder / names[version][1]).read_text())
+        except (OSError, ValueError):
+            continue
+        if limit != "max" and int(limit) < 2**60:  # v1 says "no limit" with a huge number
+            return int(limit) - used
+    return None
+
+
+def oom_kills() -> int | None:
+    """Processes the kernel has killed for lack of memory in this process's memory cgroup
+    (v2 ``memory.events``, v1 ``memory.oom_control``); None where it cannot be read."""
+    names = {"v2": "memory.events", "v1": "memory.oom_control"}
+    for version, folder in memory_cgroups():
+        try:
+            for line in (folder / names[version]).read_text().splitlines():
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return None

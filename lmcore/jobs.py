@@ -43,7 +43,7 @@ import threading
 import time
 from pathlib import Path
 
-from lmcore import LMError, public, runs
+from lmcore import LMError, device, public, runs
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 PRIVATE = public.Policy()  # a laptop: every visitor may do everything, nothing is capped
@@ -408,30 +408,6 @@ def log_tail(root: Path, run_id: str, lines: int = 20) -> str:
 # ---------------------------------------------------------------------------- the supervisor
 
 
-def oom_kills() -> int | None:
-    """How many processes the kernel has killed for lack of memory in this process's memory
-    cgroup (cgroup v2 ``memory.events`` or v1 ``memory.oom_control``); None where unreadable."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    candidates = []
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            candidates.append(Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events")
-        elif "memory" in controllers.split(","):
-            candidates.append(Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.oom_control")
-    for path in candidates:
-        try:
-            for line in path.read_text().splitlines():
-                if line.startswith("oom_kill "):
-                    return int(line.split()[1])
-        except (OSError, ValueError):
-            continue
-    return None
-
-
 def _rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -465,7 +441,7 @@ def _why_it_ended(returncode: int, verdict: dict, oom_before: int | None) -> str
         return None
     if verdict.get("stopped"):
         return "stopped before training began"
-    after = oom_kills()
+    after = device.oom_kills()
     if oom_before is not None and after is not None and after > oom_before:
         return (
             "out of memory: the system stopped the training process (the kernel's out-of-memory "
@@ -503,7 +479,7 @@ def supervise(root: Path, run_id: str, argv: list[str]) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    oom_before = oom_kills()
+    oom_before = device.oom_kills()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "lmcore", *argv], stdin=subprocess.DEVNULL, env=env)
     child.append(proc)

@@ -92,6 +92,8 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
             f"Training needs about {est['total_bytes'] / 2**30:.1f} GB "
             f"({est['parameters']:,} parameters); {have / 2**30:.0f} GB of {where}."
         )
+        if "note" in est:  # a small host: XLA off, so that it fits
+            st.caption(est["note"] + ".")
         if kind == "char" and chars is not None:  # one token per character: the length is known now
             data.check_length(*data.split(range(chars)), int(block))
     except LMError as err:

@@ -159,3 +159,25 @@ def test_chinese_and_emoji_text_trains_and_generates_end_to_end(tokenizer, tmp_p
     fn, tok, _ = generate.load_run(Path(result["run_dir"]))
     out = generate.generate(fn, tok, "你好", 12, generate.SamplingOptions(0.8, seed=1))
     assert len(out.steps) == 12 and not out.notes
+
+
+def test_a_host_with_room_only_without_xla_trains_without_it_and_says_so(small_file, monkeypatch):
+    """Issue 13: XLA's compilation costs ~300 MB on a CPU; a small host drops it instead of refusing."""
+    from lmcore.config import make_config
+
+    c = train.make_train_config("tiny", **TINY)
+    m = make_config("tiny", vocab_size=80)
+    need = train.estimate_memory(m, c)["total_bytes"]
+    data_config = train.DataConfig(source=str(small_file))
+    monkeypatch.setattr(train, "available_memory", lambda: (need + train.XLA_BYTES // 2, "memory available"))
+    job = train.prepare("tiny", data_config, train.make_train_config("tiny", **TINY))
+    assert job.train.jit_compile is False
+    assert any(n.startswith("XLA compilation is off for this run") for n in job.notes)
+
+    monkeypatch.setattr(train, "available_memory", lambda: (need + 2 * train.XLA_BYTES, "memory available"))
+    job = train.prepare("tiny", data_config, train.make_train_config("tiny", **TINY))
+    assert job.train.jit_compile is None and not job.notes  # room for XLA: the default stays
+    with_jit = train.make_train_config("tiny", **TINY, jit_compile=True)
+    monkeypatch.setattr(train, "available_memory", lambda: (need + train.XLA_BYTES // 2, "memory available"))
+    with pytest.raises(LMError, match="needs about"):
+        train.prepare("tiny", data_config, with_jit)  # asked for XLA: refused, not silently changed
