@@ -129,6 +129,7 @@ def test_two_visitors_in_public_mode_own_their_runs_and_the_admin_unlocks_one_se
         bob.get_by_role("button", name="Stop").click()
         wait_status(bob, r"stopped · step", 90)
         shot(bob, "06-admin-stopped-alices-run")
+        go(alice, "Train")  # a fresh view: her refused second start's message is gone
         wait_status(alice, r"stopped · step", 60)
         assert "stopped" in status_text(alice)
 
