@@ -12,7 +12,6 @@ asserted by tests.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 
 import numpy as np
 
@@ -38,7 +37,7 @@ def generate_config(label: str, preset: str, block_size: int, batch: int, tokens
 
     config = models.make_config(preset, vocab_size=VOCAB, block_size=block_size)
     model = models.build_model(config)
-    fn = generate.LogitsFn(model, asdict(config))
+    fn = generate.LogitsFn(model, config)
     decoder = fn.decoder(batch)
     rng = np.random.default_rng(seed)
     prompt = [list(rng.integers(0, VOCAB, 8)) for _ in range(batch)]

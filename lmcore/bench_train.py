@@ -36,7 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
+
+from lmcore import corpus, data, device, models, trainer
+from lmcore import train as train_mod
+from lmcore.config import DataConfig, make_train_config
 
 TRAIN_CONFIGS = (  # (label, preset, batch)
     ("nano", "nano", 12),
@@ -50,8 +56,6 @@ TARGET_LOSS = 1.8857  # nanoGPT's CPU "baby GPT" after 2,000 iterations (68 s)
 
 def matmul_roof(n: int = 2048, reps: int = 8, trials: int = 3) -> float:
     """Best fp32 matmul GFLOP/s of this machine, XLA-compiled or not."""
-    import tensorflow as tf
-
     a = tf.random.normal((n, n), seed=1)
     b = tf.random.normal((n, n), seed=2)
     best = 0.0
@@ -78,17 +82,12 @@ def flops_per_token(model, config) -> float:
 
 def train_config(label: str, preset: str, batch: int, intervals: int = 4, seed: int = 0) -> dict:
     """Time ``intervals`` logging intervals of training after a warm-up interval."""
-    import keras
-
-    from lmcore import data, models
-    from lmcore import train as train_mod
-
     config = models.make_config(preset, vocab_size=VOCAB)
-    c = train_mod.make_train_config(preset, batch_size=batch, seed=seed)
+    c = make_train_config(preset, batch_size=batch, seed=seed)
     keras.utils.set_random_seed(seed)
     model = models.build_model(config)
-    train_mod.compile_model(model, c, config.family)
-    model.steps_per_execution = train_mod.steps_per_execution(c)
+    trainer.compile_model(model, c, config.family)
+    model.steps_per_execution = trainer.steps_per_execution(c)
     ids = np.random.default_rng(seed).integers(0, VOCAB, 400_000).astype(np.int32)
     ds = data.train_dataset(ids, config.block_size, batch, seed=seed)
     ends = []
@@ -119,8 +118,6 @@ def train_config(label: str, preset: str, batch: int, intervals: int = 4, seed: 
 
 def train_bench(configs=TRAIN_CONFIGS, intervals: int = 4):
     """Yield one result per configuration, each with the roof and MFU."""
-    from lmcore import device
-
     device.setup({"precision": device.describe()["precision"]})
     roof = matmul_roof()
     results = [train_config(*cfg, intervals=intervals) for cfg in configs]
@@ -152,14 +149,8 @@ def step_profile(batch: int, preset: str = "nano", seed: int = 0) -> dict:
     Adam, the input pipeline, the loop); ``gemm`` against the roof is what XLA's CPU
     matrix kernels reach at these small shapes.
     """
-    import keras
-    import tensorflow as tf
-
-    from lmcore import data, models
-    from lmcore import train as train_mod
-
     config = models.make_config(preset, vocab_size=VOCAB)
-    c = train_mod.make_train_config(preset, batch_size=batch, seed=seed)
+    c = make_train_config(preset, batch_size=batch, seed=seed)
     keras.utils.set_random_seed(seed)
     model = models.build_model(config)
     rng = np.random.default_rng(seed)
@@ -199,8 +190,8 @@ def step_profile(batch: int, preset: str = "nano", seed: int = 0) -> dict:
             out += [tf.reduce_sum(att @ q), tf.reduce_sum(tf.transpose(att, (0, 1, 3, 2)) @ q)]
         return tf.add_n(out)
 
-    train_mod.compile_model(model, c, config.family)
-    model.steps_per_execution = train_mod.steps_per_execution(c)
+    trainer.compile_model(model, c, config.family)
+    model.steps_per_execution = trainer.steps_per_execution(c)
     ds = data.train_dataset(rng.integers(0, VOCAB, 200_000).astype(np.int32), T, batch, seed=seed)
     model.fit(ds, epochs=1, steps_per_epoch=c.log_every, verbose=0, shuffle=False)  # compile
     best = math.inf
@@ -242,13 +233,10 @@ def time_to_quality(
     **overrides,
 ) -> dict:
     """Train with the default recipe, validating every ``eval_every`` steps; the time to ``target``."""
-    from lmcore import corpus
-    from lmcore import train as train_mod
-
-    c = train_mod.make_train_config(
+    c = make_train_config(
         model_name, steps=steps, eval_every=eval_every, log_every=eval_every, sample_length=0, **overrides
     )
-    job = train_mod.prepare(model_name, train_mod.DataConfig(source=source), c, loaded=corpus.load(source))
+    job = train_mod.prepare(model_name, DataConfig(source=source), c, loaded=corpus.load(source))
     curve, t0 = [], [None]
 
     def listener(event: str, record: dict) -> None:

@@ -3,10 +3,15 @@
     train     train a model on a corpus (or --resume a run)
     generate  sample text from a run
     runs      list the runs
+    finetune, classify, compare   adapt a trained run (see the README)
+    run       run a job spec: what the dashboard's jobs do
+    bench     benchmarks
 
-Bad input ends with one line on stderr (``error: ...``) and exit status 2; a training run
-that fails (for example, diverges) ends with status 1. Set ``LMLAB_DEBUG=1`` to see a
-traceback for unexpected errors.
+The training commands parse their options into a job spec and :func:`lmcore.specs.execute`
+runs it; ``run SPEC.json`` runs a spec the job layer saved, through the same code. Bad input
+ends with one line on stderr (``error: ...``) and exit status 2; a training run that fails
+(for example, diverges) ends with status 1. Set ``LMLAB_DEBUG=1`` to see a traceback for
+unexpected errors.
 """
 
 from __future__ import annotations
@@ -16,10 +21,9 @@ import json
 import math
 import os
 import sys
-import time
 
-from lmcore import LMError, corpus, public, runs
-from lmcore.config import MODEL_NAMES
+from lmcore import LMError, corpus, runs, specs
+from lmcore.config import MODEL_NAMES, OPTIMIZERS, SCHEDULES, DataConfig, make_train_config
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,21 +31,22 @@ class _Parser(argparse.ArgumentParser):
         raise LMError(f"{message} (see: {self.prog} --help)")
 
 
-def _positive_int(text: str) -> int:
+def _whole(text: str, low: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    if low is not None and value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
     return value
 
 
+def _positive_int(text: str) -> int:
+    return _whole(text, 1)
+
+
 def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    value = _whole(text)
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"must be between 0 and {2**32 - 1}, not {value}")
     return value
@@ -58,11 +63,60 @@ def _number(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lmcore import train as train_mod
-
     parser = _Parser(prog="python -m lmcore", description="LM Lab's engine: train, generate, runs.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train_parser(sub)
 
+    g = sub.add_parser("generate", help="sample text from a run")
+    g.add_argument("--run", required=True, help="a run id or a run folder")
+    g.add_argument("--prompt", default="")
+    g.add_argument("--length", type=_positive_int, default=200, help="tokens to generate")
+    g.add_argument("--temperature", type=_number, default=0.8, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=_number, default=1.0)
+    g.add_argument("--seed", type=_seed)
+    g.add_argument("--repetition-penalty", type=_number, default=1.0, help="> 1 discourages repeats")
+    g.add_argument("--stop", action="append", default=[], help="end at this text (repeatable)")
+    g.add_argument("--checkpoint", choices=("last", "best"), default="last")
+    _common(g)
+
+    r = sub.add_parser("runs", help="list the runs")
+    _common(r)
+
+    _add_finetune_parsers(sub)
+
+    j = sub.add_parser("run", help="run a job spec (what the dashboard's jobs do)")
+    j.add_argument("spec", help="a job spec file (JSON)")
+    _common(j)
+
+    b = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
+    b.add_argument(
+        "what",
+        choices=("generate", "train", "train-to-quality", "train-profile"),
+        help="generate: incremental vs naive decoding; train: tokens/s and MFU; "
+        "train-to-quality: seconds to a validation loss on Tiny Shakespeare; "
+        "train-profile: where a nano step's time goes",
+    )
+    b.add_argument("--tokens", type=_positive_int, default=1000, help="tokens generated per row")
+    b.add_argument("--target", type=_number, default=1.8857, help="train-to-quality: the validation loss")
+    b.add_argument("--steps", type=_positive_int, help="train-to-quality: steps (default: the recipe's)")
+    b.add_argument("--eval-every", type=_positive_int, default=100, help="train-to-quality: steps")
+    b.add_argument("--model", default="nano", help="train-to-quality: the model")
+    b.add_argument("--json", action="store_true", help="one JSON object per line")
+    return parser
+
+
+def _common(p):
+    p.add_argument("--runs-dir", help="default: $LMLAB_RUNS_DIR or ./runs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _common(p):
+    p.add_argument("--runs-dir", help="default: $LMLAB_RUNS_DIR or ./runs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_train_parser(sub) -> None:
     t = sub.add_parser("train", help="train a model, or --resume a run")
     t.add_argument(
         "--corpus",
@@ -75,6 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--text-column", help="the text column of a CSV corpus")
     for flag in ("lowercase", "strip-html", "remove-special", "remove-stopwords"):
         t.add_argument(f"--{flag}", action="store_true", help="cleaning step (off by default)")
+    _add_training_options(t)
+    t.add_argument(
+        "--strategy",
+        choices=("auto", "default", "mirrored", "multiworker"),
+        default="auto",
+        help="tf.distribute: auto, one device, all local GPUs, or the TF_CONFIG cluster (see README)",
+    )
+    t.add_argument("--name", help="a label for the run id")
+    t.add_argument("--run-id", help="the new run's exact id (the dashboard chooses it in advance)")
+    t.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run")
+    _common(t)
+
+
+def _add_training_options(t) -> None:
+    """Length, optimization, model size, logging, augmentation, XLA and the seed."""
     length = t.add_mutually_exclusive_group()
     length.add_argument("--steps", type=_positive_int, help="optimizer steps (default 2000)")
     length.add_argument(
@@ -85,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int)
     t.add_argument("--block-size", type=_positive_int, help="tokens per window (context length)")
     t.add_argument("--lr", type=_number, help="peak learning rate")
-    t.add_argument("--schedule", choices=train_mod.SCHEDULES)
-    t.add_argument("--optimizer", choices=train_mod.OPTIMIZERS)
+    t.add_argument("--schedule", choices=SCHEDULES)
+    t.add_argument("--optimizer", choices=OPTIMIZERS)
     t.add_argument("--warmup-steps", type=int)
     t.add_argument("--min-lr", type=_number)
     t.add_argument("--clipnorm", type=_number, help="global gradient-norm clip (0 = off)")
@@ -113,285 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="XLA compilation (default: on for the GPT)",
     )
     t.add_argument("--seed", type=_seed)
-    t.add_argument(
-        "--strategy",
-        choices=("auto", "default", "mirrored", "multiworker"),
-        default="auto",
-        help="tf.distribute: auto, one device, all local GPUs, or the TF_CONFIG cluster (see README)",
-    )
-    t.add_argument("--name", help="a label for the run id")
-    t.add_argument("--run-id", help="the new run's exact id (the dashboard chooses it in advance)")
-    t.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run")
-    _common(t)
-
-    g = sub.add_parser("generate", help="sample text from a run")
-    g.add_argument("--run", required=True, help="a run id or a run folder")
-    g.add_argument("--prompt", default="")
-    g.add_argument("--length", type=_positive_int, default=200, help="tokens to generate")
-    g.add_argument("--temperature", type=_number, default=0.8, help="0 = greedy")
-    g.add_argument("--top-k", type=int, default=0)
-    g.add_argument("--top-p", type=_number, default=1.0)
-    g.add_argument("--seed", type=_seed)
-    g.add_argument("--repetition-penalty", type=_number, default=1.0, help="> 1 discourages repeats")
-    g.add_argument("--stop", action="append", default=[], help="end at this text (repeatable)")
-    g.add_argument("--checkpoint", choices=("last", "best"), default="last")
-    _common(g)
-
-    r = sub.add_parser("runs", help="list the runs")
-    _common(r)
-
-    _add_finetune_parsers(sub)
-
-    b = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
-    b.add_argument(
-        "what",
-        choices=("generate", "train", "train-to-quality", "train-profile"),
-        help="generate: incremental vs naive decoding; train: tokens/s and MFU; "
-        "train-to-quality: seconds to a validation loss on Tiny Shakespeare; "
-        "train-profile: where a nano step's time goes",
-    )
-    b.add_argument("--tokens", type=_positive_int, default=1000, help="tokens generated per row")
-    b.add_argument("--target", type=_number, default=1.8857, help="train-to-quality: the validation loss")
-    b.add_argument("--steps", type=_positive_int, help="train-to-quality: steps (default: the recipe's)")
-    b.add_argument("--eval-every", type=_positive_int, default=100, help="train-to-quality: steps")
-    b.add_argument("--model", default="nano", help="train-to-quality: the model")
-    b.add_argument("--json", action="store_true", help="one JSON object per line")
-    return parser
-
-
-def _common(p):
-    p.add_argument("--runs-dir", help="default: $LMLAB_RUNS_DIR or ./runs")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-# ---------------------------------------------------------------------------- progress
-
-
-class Progress:
-    """Reports training: a one-line bar on a terminal, plain lines otherwise."""
-
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.stream = total, stream
-        self.tty = stream.isatty()
-        self.t0 = time.time()
-        self.first_step = None  # the step the rate is measured from (a resumed run starts late)
-        self.val = None
-
-    def __call__(self, event: str, record: dict) -> None:
-        if event == "start":
-            where = record.get("device") or f"resumed at step {record.get('resumed_from')}"
-            self._line(f"run {record['run_id']} ({where})")
-        elif event == "log":
-            self.val = record.get("val_loss", self.val)
-            self._progress(record)
-        elif event == "sample" and not self.tty:
-            self._line(f"sample at step {record['step']}: {record['text'][:80]!r}")
-        elif event == "end" and self.tty:
-            self.stream.write("\n")
-
-    def _progress(self, r: dict) -> None:
-        step = r["step"]
-        if self.first_step is None:
-            self.first_step, self.t0 = step, time.time()
-        rate = (step - self.first_step) / max(time.time() - self.t0, 1e-9)
-        eta = f"ETA {(self.total - step) / rate:.0f}s" if rate else "ETA ?"
-        val = f" val {self.val:.3f}" if self.val is not None else ""
-        text = f"step {step}/{self.total} loss {r['loss']:.3f}{val} {r['tokens_per_s']:,.0f} tok/s {eta}"
-        if self.tty:
-            done = int(30 * step / self.total)
-            self.stream.write(f"\r[{'#' * done}{'.' * (30 - done)}] {text}  ")
-            self.stream.flush()
-        else:
-            self._line(text)
-
-    def _line(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-
-# ---------------------------------------------------------------------------- commands
-
-
-def cmd_train(args) -> int:
-    from lmcore import device
-    from lmcore import train as train_mod
-
-    root = runs.runs_dir(args.runs_dir)
-    if args.run_id:
-        runs.check_run_id(args.run_id)
-        if (root / args.run_id).exists():
-            raise LMError(f"a run named {args.run_id!r} already exists in {root}")
-    if args.resume:
-        defaults = vars(build_parser().parse_args(["train"]))
-        keep = ("command", "resume", "steps", "runs_dir", "json", "strategy")
-        changed = [k for k, v in vars(args).items() if k not in keep and k[0] != "_" and v != defaults.get(k)]
-        # A setting typed with its default value (--model nano) is a change too.
-        changed += [k for k in getattr(args, "_typed", ()) if k not in keep and k not in changed]
-        if changed:
-            flags = ", ".join("--" + k.replace("_", "-") for k in changed)
-            raise LMError(f"--resume continues a run with its own settings; drop {flags}")
-        run_dir = runs.resolve(args.resume, root)
-        total = args.steps or (runs.read_json(run_dir / "config.json") or {})["train"]["steps"]
-        public.Limits.from_env().check_steps(total)
-        device.import_tensorflow()
-        result = train_mod.resume(run_dir, args.steps, listener=Progress(total), strategy=args.strategy)
-        return _report(result, args.json)
-
-    clean = {
-        k: True for k in ("lowercase", "strip_html", "remove_special", "remove_stopwords") if getattr(args, k)
-    }
-    data_config = train_mod.DataConfig(
-        source=args.corpus,
-        tokenizer=args.tokenizer,
-        vocab_size=args.vocab_size,
-        text_column=args.text_column,
-        clean=clean,
-    )
-    augment = {
-        k: getattr(args, f"augment_{k}")
-        for k in ("delete", "substitute", "swap")
-        if getattr(args, f"augment_{k}")
-    }
-    train_config = train_mod.make_train_config(
-        args.model,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        optimizer=args.optimizer,
-        warmup_steps=args.warmup_steps,
-        min_lr=args.min_lr,
-        clipnorm=args.clipnorm,
-        log_every=args.log_every,
-        eval_every=args.eval_every,
-        eval_batches=args.eval_batches,
-        sample_length=args.sample_length,
-        seed=args.seed,
-        jit_compile=args.jit_compile,
-        augment=augment,
-    )
-    overrides = dict(dropout=args.dropout, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
-    job = train_mod.prepare(
-        args.model, data_config, train_config, args.block_size, overrides, progress=_download_progress()
-    )
-    for note in job.notes:  # what decoding did (an encoding guessed, bad bytes replaced)
-        print(f"note: {note}", file=sys.stderr)
-    if args.epochs is not None:
-        if args.epochs <= 0:
-            raise LMError(f"--epochs must be positive, not {args.epochs}")
-        per_step = job.train.batch_size * job.model_config.block_size
-        job.train.steps = max(1, math.ceil(args.epochs * len(job.train_ids) / per_step))
-    public.Limits.from_env().check_steps(job.train.steps)  # a shared server's cap, if it set one
-    device.import_tensorflow()
-    result = train_mod.start(
-        job, root, args.name, listener=Progress(job.train.steps), run_id=args.run_id, strategy=args.strategy
-    )
-    return _report(result, args.json)
-
-
-def _download_progress():
-    last = [0.0]
-
-    def report(done: int, total: int | None) -> None:
-        now = time.time()
-        if now - last[0] < 0.5 and done != total:
-            return
-        last[0] = now
-        of = f" of {total / 2**20:.1f} MB" if total else " MB"
-        sys.stderr.write(f"downloading: {done / 2**20:.1f}{of}\n")
-
-    return report
-
-
-def _report(result: dict, as_json: bool) -> int:
-    val = result.get("val_loss")
-    line = (
-        f"run {result['run_id']} {result['status']} after {result['steps']} steps: val_loss {val:.4f}"
-        if val is not None
-        else f"run {result['run_id']} {result['status']} after {result['steps']} steps"
-    )
-    if result.get("message"):
-        line += f" ({result['message']})"
-    print(json.dumps(result) if as_json else line)
-    return 1 if result["status"] == "failed" else 0
-
-
-def cmd_generate(args) -> int:
-    from lmcore import device, generate
-
-    run_dir = runs.resolve(args.run, runs.runs_dir(args.runs_dir))
-    opts = generate.SamplingOptions(
-        args.temperature, args.top_k, args.top_p, args.seed, args.repetition_penalty, tuple(args.stop)
-    )
-    opts.check()
-    if args.length > generate.MAX_LENGTH:
-        raise LMError(f"--length can be at most {generate.MAX_LENGTH}")
-    device.import_tensorflow()
-    logits_fn, tokenizer, _ = generate.load_run(run_dir, args.checkpoint)
-    out = generate.generate(logits_fn, tokenizer, args.prompt, args.length, opts)
-    for note in out.notes:
-        print(f"note: {note}", file=sys.stderr)
-    if args.json:
-        print(json.dumps({"prompt": out.prompt, "text": out.text, "notes": out.notes}, ensure_ascii=False))
-    else:
-        ids, _ = generate.prompt_ids(tokenizer, args.prompt)
-        print(tokenizer.decode(ids) + out.text)  # the prompt as the model saw it
-    return 0
-
-
-def cmd_runs(args) -> int:
-    rows = runs.list_runs(runs.runs_dir(args.runs_dir))
-    if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
-        return 0
-    if not rows:
-        print(f"no runs in {runs.runs_dir(args.runs_dir)}")
-        return 0
-    header = f"{'run id':<44} {'model':<10} {'corpus':<26} {'status':<11} {'steps':>11} {'best val':>8}"
-    print(header)
-    for r in rows:
-        best = f"{r['best_val_loss']:.4f}" if r["best_val_loss"] is not None else "-"
-        steps = f"{r['step']}/{r['steps']}"
-        print(
-            f"{r['run_id']:<44} {r['model'] or '?':<10} {str(r['corpus'])[-26:]:<26} "
-            f"{r['status']:<11} {steps:>11} {best:>8}"
-        )
-    return 0
-
-
-def cmd_bench(args) -> int:
-    from lmcore import bench, bench_train, device
-
-    device.import_tensorflow()
-    if args.what == "train-to-quality":
-        r = bench_train.time_to_quality(args.target, args.model, eval_every=args.eval_every, steps=args.steps)
-        print(json.dumps(r) if args.json else bench_train.format_quality(r), flush=True)
-        return 0
-    if args.what == "train-profile":
-        roof = bench_train.matmul_roof()
-        for batch in (12, 64):
-            r = {**bench_train.step_profile(batch), "roof_gflops": round(roof, 1)}
-            print(json.dumps(r) if args.json else bench_train.format_profile(r), flush=True)
-        return 0
-    if args.what == "train":
-        for r in bench_train.train_bench():
-            print(json.dumps(r) if args.json else bench_train.format_train(r), flush=True)
-        return 0
-    for result in bench.generate_bench(args.tokens):
-        if args.json:
-            print(json.dumps(result), flush=True)
-        else:
-            r = result
-            print(
-                f"{r['model']:<13} block {r['block_size']:>3} batch {r['batch']}: cached "
-                f"{r['cached_tokens_per_s']:>9,.0f} tok/s, naive {r['naive_tokens_per_s']:>9,.0f} tok/s, "
-                f"speedup {r['speedup']:.1f}x, max |logit diff| {r['max_abs_logit_diff']:.1e}",
-                flush=True,
-            )
-    return 0
-
-
-# ---------------------------------------------------------------------------- fine-tuning
 
 
 def _add_finetune_parsers(sub) -> None:
@@ -452,123 +242,240 @@ def _labeled_options(p) -> None:
     p.add_argument("--label-column", default="label", help="the CSV column with the label (default label)")
 
 
-def cmd_finetune(args) -> int:
-    from lmcore import device, finetune
+# ---------------------------------------------------------------------------- options to specs
 
-    root = runs.runs_dir(args.runs_dir)
-    _check_new_run_id(root, args.run_id)
-    parent = finetune.load_parent(args.parent, root)
-    s = finetune.surgery(parent.config["model"], args.freeze, args.drop_top, args.add_layers)
-    train_config = finetune.train_config_for(
-        parent,
-        steps=args.steps,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        log_every=args.log_every,
-        eval_every=args.eval_every,
-        eval_batches=args.eval_batches,
-        sample_length=args.sample_length,
-        seed=args.seed,
+TRAIN_FIELDS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "schedule",
+    "optimizer",
+    "warmup_steps",
+    "min_lr",
+    "clipnorm",
+    "log_every",
+    "eval_every",
+    "eval_batches",
+    "sample_length",
+    "seed",
+    "jit_compile",
+)
+CLEANING = ("lowercase", "strip_html", "remove_special", "remove_stopwords")
+RESUME_KEEPS = ("command", "resume", "steps", "runs_dir", "json", "strategy")
+
+
+def _train_spec(args) -> specs.TrainSpec | specs.ResumeSpec:
+    if args.resume:
+        defaults = vars(build_parser().parse_args(["train"]))
+        changed = [
+            k for k, v in vars(args).items() if k not in RESUME_KEEPS and k[0] != "_" and v != defaults.get(k)
+        ]
+        # A setting typed with its default value (--model nano) is a change too.
+        changed += [k for k in getattr(args, "_typed", ()) if k not in RESUME_KEEPS and k not in changed]
+        if changed:
+            flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+            raise LMError(f"--resume continues a run with its own settings; drop {flags}")
+        return specs.ResumeSpec(args.resume, args.steps, args.strategy)
+    augment = {
+        k: getattr(args, f"augment_{k}")
+        for k in ("delete", "substitute", "swap")
+        if getattr(args, f"augment_{k}")
+    }
+    train = make_train_config(args.model, augment=augment, **{k: getattr(args, k) for k in TRAIN_FIELDS})
+    data = DataConfig(
+        args.corpus,
+        args.tokenizer,
+        args.vocab_size,
+        args.text_column,
+        {k: True for k in CLEANING if getattr(args, k)},
     )
-    public.Limits.from_env().check_steps(train_config.steps)
-    job, record = finetune.prepare(parent, args.corpus, s, train_config, args.text_column)
-    oov = record["oov"]
-    if oov["unknown"]:
-        shown = ", ".join(f"{k!r} x{v}" for k, v in oov["examples"][:5])
-        print(
-            f"note: {oov['unknown']:,} token(s) of the new text ({oov['distinct']} distinct) are not in "
-            f"the parent's vocabulary and are {oov['handling']}: {shown}",
-            file=sys.stderr,
+    overrides = {
+        k: getattr(args, k)
+        for k in ("dropout", "n_layer", "n_head", "n_embd")
+        if getattr(args, k) is not None
+    }
+    return specs.TrainSpec(
+        args.model,
+        data,
+        train,
+        args.block_size,
+        overrides,
+        args.epochs,
+        args.name,
+        args.run_id,
+        args.strategy,
+    )
+
+
+def _adapt_overrides(args, *names) -> dict:
+    return {
+        k: getattr(args, k)
+        for k in ("lr", "steps", "batch_size", "log_every", "eval_every", "seed", *names)
+        if getattr(args, k) is not None
+    }
+
+
+def spec_from_args(args) -> specs.Spec:
+    """The job spec of a parsed training command."""
+    if args.command == "train":
+        return _train_spec(args)
+    if args.command == "finetune":
+        return specs.FinetuneSpec(
+            args.parent,
+            args.corpus,
+            args.text_column,
+            args.freeze,
+            args.drop_top,
+            args.add_layers,
+            _adapt_overrides(args, "eval_batches", "sample_length"),
+            args.scratch,
+            args.name,
+            args.run_id,
         )
+    if args.command == "compare" or args.action == "compare":
+        if args.command == "compare":
+            return specs.CompareSpec(
+                "lm",
+                args.parent,
+                args.corpus,
+                steps=args.steps,
+                seeds=args.seeds,
+                eval_every=args.eval_every,
+                compare_id=args.compare_id,
+            )
+        return specs.CompareSpec(
+            "classify",
+            args.parent,
+            args.data,
+            args.text_column,
+            args.label_column,
+            args.steps,
+            args.seeds,
+            compare_id=args.compare_id,
+        )
+    return specs.ClassifySpec(
+        args.parent,
+        args.data,
+        args.text_column,
+        args.label_column,
+        args.freeze,
+        args.drop_top,
+        args.add_layers,
+        _adapt_overrides(args),
+        args.scratch,
+        args.name,
+        args.run_id,
+    )
+
+
+def spec_from_argv(argv: list[str]) -> specs.Spec:
+    """The job spec of a training command line (``["train", "--model", "tiny", ...]``)."""
+    args = build_parser().parse_args(argv)
+    if args.command not in JOB_COMMANDS or getattr(args, "action", None) == "predict":
+        raise LMError(f"{' '.join(argv[:2])} is not a training job")
+    if args.command == "train":
+        args._typed = _typed_train_options(argv)
+    return spec_from_args(args)
+
+
+# ---------------------------------------------------------------------------- the other commands
+
+
+def cmd_generate(args) -> int:
+    from lmcore import device, generate
+
+    run_dir = runs.resolve(args.run, runs.runs_dir(args.runs_dir))
+    opts = generate.SamplingOptions(
+        args.temperature, args.top_k, args.top_p, args.seed, args.repetition_penalty, tuple(args.stop)
+    )
+    opts.check()
+    if args.length > generate.MAX_LENGTH:
+        raise LMError(f"--length can be at most {generate.MAX_LENGTH}")
     device.import_tensorflow()
-    result = finetune.start(
-        parent, job, record, root, args.name, Progress(job.train.steps), args.run_id, scratch=args.scratch
-    )
-    return _report(result, args.json)
-
-
-def _check_new_run_id(root, run_id: str | None) -> None:
-    if run_id:
-        runs.check_run_id(run_id)
-        if (root / run_id).exists():
-            raise LMError(f"a run named {run_id!r} already exists in {root}")
-
-
-def cmd_classify(args) -> int:
-    from lmcore import classify
-
-    root = runs.runs_dir(args.runs_dir)
-    if args.action != "predict":
-        public.Limits.from_env().check_steps(args.steps or classify.DEFAULT_STEPS)
-    if args.action == "predict":
-        from lmcore import device
-
-        device.import_tensorflow()
-        predictor = classify.load_classifier(runs.resolve(args.run, root))
-        results = predictor.predict(args.text)
-        for r in results:
-            if args.json:
-                print(json.dumps(r, ensure_ascii=False))
-            else:
-                probs = ", ".join(f"{k} {v:.3f}" for k, v in r["probabilities"].items())
-                print(f"{r['label']}\t({probs})\t{r['text'][:60]!r}")
-        return 0
-    if args.action == "compare":
-        return _print_comparison(classify.compare(args, root, listener=_compare_listener()), args.json)
-    _check_new_run_id(root, args.run_id)
-    result = classify.train_from_args(args, root, listener=Progress(args.steps or classify.DEFAULT_STEPS))
+    logits_fn, tokenizer, _ = generate.load_run(run_dir, args.checkpoint)
+    out = generate.generate(logits_fn, tokenizer, args.prompt, args.length, opts)
+    for note in out.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
-        print(json.dumps(result, ensure_ascii=False))
+        print(json.dumps({"prompt": out.prompt, "text": out.text, "notes": out.notes}, ensure_ascii=False))
     else:
-        print(
-            f"run {result['run_id']} {result['status']}: held-out accuracy {result['accuracy']:.3f}, "
-            f"macro-F1 {result['macro_f1']:.3f} on {result['test_examples']} examples"
-            if result.get("accuracy") is not None
-            else f"run {result['run_id']} {result['status']} ({result.get('message')})"
-        )
-    return 1 if result["status"] == "failed" else 0
-
-
-def cmd_compare(args) -> int:
-    from lmcore import classify, finetune
-
-    root = runs.runs_dir(args.runs_dir)
-    public.Limits.from_env().check_steps(args.steps or finetune.DEFAULT_STEPS)
-    return _print_comparison(classify.compare_lm(args, root, listener=_compare_listener()), args.json)
-
-
-def _compare_listener():
-    def report(event: str, record: dict) -> None:
-        if event == "run":
-            line = f"{record['variant']} seed {record['seed']}: {record['summary']}"
-            print(line, file=sys.stderr, flush=True)
-
-    return report
-
-
-def _print_comparison(table: dict, as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(table, ensure_ascii=False))
-        return 0
-    metric = table["metric"]
-    print(f"comparison {table['compare_id']} ({metric}, {table['seeds']} seed(s))")
-    for row in table["rows"]:
-        values = ", ".join(f"{v:.4f}" for v in row["values"])
-        print(f"  {row['variant']:<22} mean {row['mean']:.4f} ± {row['std']:.4f}  [{values}]")
-    for key, text in table.get("margins", {}).items():
-        print(f"  margin {key}: {text}")
+        ids, _ = generate.prompt_ids(tokenizer, args.prompt)
+        print(tokenizer.decode(ids) + out.text)  # the prompt as the model saw it
     return 0
 
 
-COMMANDS = {
-    "train": cmd_train,
-    "generate": cmd_generate,
-    "runs": cmd_runs,
-    "bench": cmd_bench,
-    "finetune": cmd_finetune,
-    "classify": cmd_classify,
-    "compare": cmd_compare,
-}
+def cmd_runs(args) -> int:
+    rows = runs.list_runs(runs.runs_dir(args.runs_dir))
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    if not rows:
+        print(f"no runs in {runs.runs_dir(args.runs_dir)}")
+        return 0
+    print(f"{'run id':<44} {'model':<10} {'corpus':<26} {'status':<11} {'steps':>11} {'best val':>8}")
+    for r in rows:
+        best = f"{r['best_val_loss']:.4f}" if r["best_val_loss"] is not None else "-"
+        steps = f"{r['step']}/{r['steps']}"
+        print(
+            f"{r['run_id']:<44} {r['model'] or '?':<10} {str(r['corpus'])[-26:]:<26} "
+            f"{r['status']:<11} {steps:>11} {best:>8}"
+        )
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from lmcore import classify, device
+
+    device.import_tensorflow()
+    predictor = classify.load_classifier(runs.resolve(args.run, runs.runs_dir(args.runs_dir)))
+    for r in predictor.predict(args.text):
+        if args.json:
+            print(json.dumps(r, ensure_ascii=False))
+        else:
+            probs = ", ".join(f"{k} {v:.3f}" for k, v in r["probabilities"].items())
+            print(f"{r['label']}\t({probs})\t{r['text'][:60]!r}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from lmcore import bench, bench_train, device
+
+    device.import_tensorflow()
+    if args.what == "train-to-quality":
+        r = bench_train.time_to_quality(args.target, args.model, eval_every=args.eval_every, steps=args.steps)
+        print(json.dumps(r) if args.json else bench_train.format_quality(r), flush=True)
+        return 0
+    if args.what == "train-profile":
+        roof = bench_train.matmul_roof()
+        for batch in (12, 64):
+            r = {**bench_train.step_profile(batch), "roof_gflops": round(roof, 1)}
+            print(json.dumps(r) if args.json else bench_train.format_profile(r), flush=True)
+        return 0
+    if args.what == "train":
+        for r in bench_train.train_bench():
+            print(json.dumps(r) if args.json else bench_train.format_train(r), flush=True)
+        return 0
+    for r in bench.generate_bench(args.tokens):
+        line = (
+            f"{r['model']:<13} block {r['block_size']:>3} batch {r['batch']}: cached "
+            f"{r['cached_tokens_per_s']:>9,.0f} tok/s, naive {r['naive_tokens_per_s']:>9,.0f} tok/s, "
+            f"speedup {r['speedup']:.1f}x, max |logit diff| {r['max_abs_logit_diff']:.1e}"
+        )
+        print(json.dumps(r) if args.json else line, flush=True)
+    return 0
+
+
+JOB_COMMANDS = ("train", "finetune", "classify", "compare")
+
+
+def _command(args):
+    if args.command == "run":
+        return lambda a: specs.execute(specs.load(a.spec), a.runs_dir, a.json)
+    if args.command in JOB_COMMANDS and getattr(args, "action", None) != "predict":
+        return lambda a: specs.execute(spec_from_args(a), a.runs_dir, a.json)
+    return {"generate": cmd_generate, "runs": cmd_runs, "bench": cmd_bench, "classify": cmd_predict}[
+        args.command
+    ]
 
 
 def _typed_train_options(argv: list[str]) -> list[str]:
@@ -592,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "train":
             args._typed = _typed_train_options(sys.argv[1:] if argv is None else argv)
-        return COMMANDS[args.command](args)
+        return _command(args)(args)
     except LMError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,12 +1,14 @@
-"""Model configurations: one dataclass per model family, and the named presets.
+"""Configurations: one dataclass per model family with its presets, one for training with
+the per-model recipes, one for the data. TensorFlow-free, so pages can list and check them.
 
-Kept apart from ``models`` so that listing and checking models never loads TensorFlow.
-A run saves its config, and :func:`lmcore.models.build_model` rebuilds the model from it.
+A run saves these in its record (:class:`lmcore.runs.RunRecord`), and
+:func:`lmcore.models.build_model` rebuilds the model from the model config alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import math
+from dataclasses import dataclass, field, fields
 
 from lmcore import LMError
 
@@ -75,3 +77,114 @@ def validate(config) -> None:
             raise LMError(f"n_embd ({config.n_embd}) must be a multiple of n_head ({config.n_head})")
     elif config.family not in ("lstm", "gru"):
         raise LMError(f"unknown recurrent family {config.family!r}")
+
+
+def layer_names(model_config) -> tuple[list[str], list[str], list[str]]:
+    """(embedding layers, blocks bottom to top, top layers) of the model a config builds: the
+    names :mod:`lmcore.models` gives them, for plans and tables that must not load Keras."""
+    c = model_config
+    if c.family == "gpt":
+        return ["wte", "wpe"], [f"block_{i}" for i in range(c.n_layer)], ["ln_f"]
+    return ["embedding"], [f"{c.family}_{i}" for i in range(c.n_layer)], ["head"]
+
+
+# ---------------------------------------------------------------------------- training
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "exponential", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """How to train; saved with the run. Learning rates are per optimizer step."""
+
+    steps: int = 2000  # optimizer steps in all
+    batch_size: int = 32  # windows per step
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3  # peak learning rate
+    schedule: str = "constant"  # constant | exponential | cosine (with linear warm-up)
+    warmup_steps: int = 0  # cosine: steps of linear warm-up from 0 to lr
+    min_lr: float = 1e-4  # cosine: learning rate at the last step
+    decay_steps: int = 100_000  # exponential: steps per decay (the tutorial's value)
+    decay_rate: float = 0.96  # exponential: factor per decay_steps
+    staircase: bool = True  # exponential: decay in whole steps
+    weight_decay: float = 0.1  # adamw only
+    clipnorm: float = 1.0  # gradient clipping by global norm (0 = off)
+    log_every: int = 50  # steps per logged record
+    eval_every: int = 250  # steps between validations (and checkpoints)
+    eval_batches: int = 20  # validation batches (a fixed subset of the split)
+    sample_length: int = 200  # tokens generated at each validation (0 = none)
+    seed: int = 1337  # weights, data order and samples
+    jit_compile: bool | None = None  # XLA; None = on for the GPT, off for the RNNs
+    schedule_steps: int | None = None  # steps the LR schedule spans (None = steps; kept when extended)
+    augment: dict = field(default_factory=dict)  # data.Augment fields, training windows only
+
+
+@dataclass
+class DataConfig:
+    """Where the tokens come from."""
+
+    source: str = "builtin:python-docs"  # corpus source string
+    tokenizer: str = "char"  # char | word | bpe
+    vocab_size: int | None = None  # word/bpe vocabulary size (None = default)
+    text_column: str | None = None  # for CSV sources
+    clean: dict = field(default_factory=dict)  # corpus.CleanOptions fields
+
+
+# Per-model training defaults; the tutorial's own for seed-lstm (batch 32, Adam).
+RECIPES = {
+    "seed-lstm": dict(batch_size=32, lr=2e-3, schedule="cosine", warmup_steps=50, min_lr=2e-4),
+    "gru": dict(batch_size=32, lr=2e-3, schedule="cosine", warmup_steps=50, min_lr=2e-4),
+    "tiny": dict(batch_size=32, lr=3e-3, schedule="cosine", warmup_steps=20, min_lr=3e-4),
+    "nano": dict(batch_size=32, lr=2e-3, schedule="cosine", warmup_steps=100, min_lr=2e-4),
+    "small": dict(
+        batch_size=32, lr=1e-3, schedule="cosine", warmup_steps=200, min_lr=1e-4, optimizer="adamw"
+    ),
+}
+
+
+def make_train_config(model_name: str, **overrides) -> TrainConfig:
+    """The model's recipe with ``overrides`` (None values ignored), checked."""
+    known = {f.name for f in fields(TrainConfig)}
+    values = {
+        **RECIPES.get(model_name, {}),
+        **{k: v for k, v in overrides.items() if v is not None and k in known},
+    }
+    config = TrainConfig(**values)
+    check_train_config(config)
+    return config
+
+
+def train_config_from_dict(data: dict) -> TrainConfig:
+    """A saved TrainConfig (fields this version does not know are ignored)."""
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in data.items() if k in known})
+
+
+AUGMENT_FIELDS = ("delete", "substitute", "swap")  # data.Augment's probabilities
+
+
+def check_train_config(c: TrainConfig) -> None:
+    problems = []
+    if c.steps < 1:
+        problems.append(f"steps must be at least 1, not {c.steps}")
+    if c.batch_size < 1:
+        problems.append(f"batch size must be at least 1, not {c.batch_size}")
+    if not (math.isfinite(c.lr) and c.lr > 0):
+        problems.append(f"learning rate must be a positive number, not {c.lr}")
+    if c.optimizer not in OPTIMIZERS:
+        problems.append(f"unknown optimizer {c.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if c.schedule not in SCHEDULES:
+        problems.append(f"unknown schedule {c.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if c.log_every < 1 or c.eval_every < 1 or c.eval_batches < 1:
+        problems.append("log_every, eval_every and eval_batches must be at least 1")
+    if c.warmup_steps < 0 or c.min_lr < 0 or c.clipnorm < 0:
+        problems.append("warmup_steps, min_lr and clipnorm cannot be negative")
+    if set(c.augment) - set(AUGMENT_FIELDS):
+        problems.append(f"unknown augmentation settings {c.augment}")
+    elif not all(0 <= c.augment[k] < 1 for k in c.augment):
+        problems.append("augmentation probabilities must be in [0, 1)")
+    if not 0 <= c.seed < 2**32:
+        problems.append(f"seed must be between 0 and 2**32 - 1, not {c.seed}")
+    if problems:
+        raise LMError("; ".join(problems))

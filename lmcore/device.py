@@ -1,8 +1,9 @@
-"""Device handling: which device TensorFlow trains on, and the precision that goes with it.
+"""Device handling: which device TensorFlow trains on, the precision that goes with it, and
+the memory a run needs against the memory the machine (or its container) has.
 
 A GPU, when TensorFlow sees one, is used with mixed precision (float16 compute, float32
 weights and logits); on the CPU everything stays float32. ``gpu_names_without_tf`` lets the
-dashboard show the device without loading TensorFlow.
+dashboard show the device without loading TensorFlow, and the memory estimate needs none.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from lmcore import LMError
 
 
 @contextlib.contextmanager
@@ -142,3 +145,100 @@ def oom_kills() -> int | None:
         except (OSError, ValueError):
             continue
     return None
+
+
+# ---------------------------------------------------------------- memory: what training needs, what there is
+
+RUNTIME_BYTES = 800 * 2**20  # TensorFlow itself, the data and the traced graphs (measured ~0.8 GB)
+XLA_BYTES = 300 * 2**20  # XLA compiling the GPT's step on a CPU (measured: +270 MB at nano's peak)
+
+
+def parameter_count(m) -> int:
+    """Weights of the model ``build_model(m)`` builds (checked against Keras in the tests)."""
+    V, T, C, L = m.vocab_size, m.block_size, m.n_embd, m.n_layer
+    if m.family == "gpt":  # tied embedding, positions, per block: 2 LayerNorm scales + 12 C^2
+        return V * C + T * C + L * (2 * C + 12 * C * C) + C
+    H = m.n_hidden
+    gates = 4 if m.family == "lstm" else 3
+    bias = H if m.family == "lstm" else 2 * H  # Keras' GRU keeps two biases (reset_after)
+    rnn = sum(gates * ((C if i == 0 else H) * H + H * H + bias) for i in range(L))
+    return V * C + rnn + H * V + V
+
+
+def estimate_memory(m, c) -> dict:
+    """Bytes one training step needs, roughly: weights, gradients and optimizer state, plus the
+    float32 activations backpropagation keeps (times 1.5 for the backward pass's temporaries)."""
+    params = parameter_count(m)
+    state = params * 4 * (4 if c.optimizer in ("adam", "adamw") else 3)  # w, grad (+ m, v | momentum)
+    if m.family == "gpt":  # per token: ~16 C of layer outputs and 3 attention rows per head
+        per_token = m.n_layer * (16 * m.n_embd + 3 * m.n_head * m.block_size) + 3 * m.n_embd
+    else:  # per token: embedding, gates and states of every layer
+        per_token = m.n_embd + m.n_layer * (8 if m.family == "lstm" else 6) * m.n_hidden
+    per_token += 3 * m.vocab_size  # logits, their softmax and its gradient
+    activations = int(1.5 * 4 * per_token * m.block_size * c.batch_size)
+    return {
+        "parameters": params,
+        "state_bytes": state,
+        "activation_bytes": activations,
+        "per_batch_item": activations // c.batch_size,
+        "total_bytes": RUNTIME_BYTES + state + activations,
+    }
+
+
+def available_memory() -> tuple[int, str]:
+    """(bytes, where) training can use: a GPU's memory when one is visible, else the memory
+    the system reports available (within this container's cgroup limit, if lower)."""
+    try:
+        total_mib = nvidia_smi("memory.total")
+        if total_mib:
+            return int(float(total_mib[0]) * 2**20), "GPU memory"
+    except ValueError:
+        pass
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    left = cgroup_memory_left()  # a container's limit, when lower than the machine's
+    if left is not None:
+        available = min(available or 2**62, left)
+    return (available if available is not None else 2**62), "memory available"
+
+
+def check_memory(m, c) -> dict:
+    """Refuse settings whose estimated memory exceeds what the machine has; returns the estimate.
+
+    On a CPU, XLA's compilation adds :data:`XLA_BYTES` at the start of training; where only
+    the run without it fits and ``c`` leaves XLA to the default, XLA is turned off in ``c``
+    (slower, but it trains) and the estimate's ``note`` says so.
+    """
+    est = estimate_memory(m, c)
+    have, where = available_memory()
+    gb = lambda n: f"{n / 2**30:.1f} GB"  # noqa: E731
+    xla = (c.jit_compile if c.jit_compile is not None else m.family == "gpt") and where != "GPU memory"
+    if xla and c.jit_compile is None and est["total_bytes"] <= have < est["total_bytes"] + XLA_BYTES:
+        c.jit_compile = False
+        est["note"] = (
+            f"XLA compilation is off for this run: with it, training would need about "
+            f"{gb(est['total_bytes'] + XLA_BYTES)}, more than the {gb(have)} of {where} (it trains slower)"
+        )
+    elif xla:
+        est["total_bytes"] += XLA_BYTES
+    if est["total_bytes"] > have:
+        fixed = est["total_bytes"] - est["activation_bytes"]  # what a smaller batch does not change
+        fits = (have - fixed) // max(est["per_batch_item"], 1)
+        advice = (
+            f"lower the batch size (about {fits} fits)"
+            if fits >= 1
+            else "choose a smaller model or block size (even a batch of 1 does not fit)"
+        )
+        raise LMError(
+            f"training this model with batch {c.batch_size} x block {m.block_size} needs about "
+            f"{gb(est['total_bytes'])} ({est['parameters']:,} parameters with their optimizer state: "
+            f"{gb(est['state_bytes'])}; activations: {gb(est['activation_bytes'])}), more than the "
+            f"{gb(have)} of {where}; {advice}"
+        )
+    return est

@@ -3,9 +3,9 @@
 The tutorial's recipe for adapting a pre-trained model: train it further on the new data
 with a lower learning rate, optionally freezing the bottom blocks (they hold the most
 general features), removing the top blocks (the most specific to the old data) or adding
-new ones. A fine-tuned run is an ordinary run (same training loop, ``train._run``; same run
-folder; it resumes and generates like any other) whose ``config.json`` names its ``parent``
-and records the surgery in ``finetune``.
+new ones. A fine-tuned run is an ordinary run (the same training loop, :mod:`lmcore.trainer`;
+the same run folder; it resumes and generates like any other) whose record names its
+``parent`` and keeps the surgery in ``finetune``.
 
 The new text is encoded with the parent's tokenizer, unchanged, so the embedding rows keep
 their meaning. What that tokenizer cannot represent is counted and reported: the character
@@ -19,13 +19,14 @@ dashboard can draw it; building the models imports Keras lazily.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from lmcore import LMError, corpus, data, runs
 from lmcore import tokenizers as tok_mod
 from lmcore import train as train_mod
-from lmcore.config import config_from_dict, validate
+from lmcore.config import DataConfig, TrainConfig, check_train_config, layer_names, validate
+from lmcore.runs import RunRecord
 
 LR_FACTOR = 0.1  # default fine-tuning learning rate: the parent's peak rate times this
 DEFAULT_STEPS = 500
@@ -45,45 +46,37 @@ class Surgery:
 
 @dataclass
 class Parent:
-    """A pre-trained language-model run: its folder, config, tokenizer and checkpoint."""
+    """A pre-trained language-model run: its folder, record, tokenizer and checkpoint."""
 
     run_dir: Path
-    config: dict
+    record: RunRecord
     tokenizer: object
     checkpoint: Path
 
     @property
     def model_config(self):
-        return config_from_dict(self.config["model"])
+        return self.record.model
 
-    def train_config(self) -> train_mod.TrainConfig:
-        """The parent's training settings (fields this version does not know are ignored)."""
-        known = {f.name for f in fields(train_mod.TrainConfig)}
-        return train_mod.TrainConfig(**{k: v for k, v in self.config["train"].items() if k in known})
+    def train_config(self) -> TrainConfig:
+        """The parent's training settings."""
+        return replace(self.record.train)
 
 
 def load_parent(run: str, root: Path) -> Parent:
     """The run ``run`` (an id in ``root`` or a folder), checked to be a language model with a checkpoint."""
     run_dir = runs.resolve(run, root)
-    config = runs.read_json(run_dir / "config.json", {}) or {}
-    if config.get("task") == "classify":
+    record = runs.read_record(run_dir)
+    if record is not None and record.task == "classify":
         raise LMError(f"run {run_dir.name} is a classifier; start from a language-model run")
-    if not isinstance(config.get("model"), dict) or "family" not in config["model"]:
-        raise LMError(f"run {run_dir.name} has no model settings in its config.json")
+    if record is None or record.model is None:
+        raise LMError(f"run {run_dir.name} has no model settings in its record")
     ckpt = runs.existing_checkpoint(run_dir, "best")
     if ckpt is None:
         raise LMError(f"run {run_dir.name} has no checkpoint yet (one is saved at each validation)")
-    return Parent(run_dir, config, tok_mod.load(run_dir / "tokenizer.json"), ckpt)
+    return Parent(run_dir, record, tok_mod.load(run_dir / "tokenizer.json"), ckpt)
 
 
 # ---------------------------------------------------------------------------- the plan
-
-
-def _names(model_config: dict) -> tuple[list[str], str, list[str]]:
-    """(embedding layer names, block name prefix, top layer names) of a model family."""
-    if model_config["family"] == "gpt":
-        return ["wte", "wpe"], "block_", ["ln_f"]
-    return ["embedding"], f"{model_config['family']}_", ["head"]
 
 
 def resolve_freeze(freeze: int | str, kept: int) -> int:
@@ -99,15 +92,15 @@ def resolve_freeze(freeze: int | str, kept: int) -> int:
     return n
 
 
-def surgery(model_config: dict, freeze: int | str = 0, drop_top: int = 0, add_layers: int = 0) -> Surgery:
+def surgery(model_config, freeze: int | str = 0, drop_top: int = 0, add_layers: int = 0) -> Surgery:
     """The checked Surgery for command-line style options (``freeze`` may be ``"all"``)."""
-    s = Surgery(resolve_freeze(freeze, model_config["n_layer"] - drop_top), drop_top, add_layers)
+    s = Surgery(resolve_freeze(freeze, model_config.n_layer - drop_top), drop_top, add_layers)
     check_surgery(model_config, s)
     return s
 
 
-def check_surgery(model_config: dict, s: Surgery) -> None:
-    n = model_config["n_layer"]
+def check_surgery(model_config, s: Surgery) -> None:
+    n = model_config.n_layer
     if s.drop_top < 0 or s.add_layers < 0:
         raise LMError("--drop-top and --add-layers cannot be negative")
     if s.drop_top >= n:
@@ -117,56 +110,35 @@ def check_surgery(model_config: dict, s: Surgery) -> None:
         raise LMError(f"--freeze {s.freeze} is more than the {kept} block(s) kept from the parent")
 
 
-def plan(model_config: dict, s: Surgery) -> list[dict]:
+def plan(model_config, s: Surgery) -> list[dict]:
     """One row per layer of parent and child, bottom to top: where it comes from and whether it trains.
 
     ``state`` is ``frozen`` or ``trainable`` (copied from the parent), ``new`` (fresh
     weights, trainable) or ``dropped`` (in the parent only).
     """
     check_surgery(model_config, s)
-    embeds, prefix, tops = _names(model_config)
-    n, kept = model_config["n_layer"], model_config["n_layer"] - s.drop_top
-    gpt = model_config["family"] == "gpt"
-    rows = []
-    for name in embeds:
-        what = {"wte": "token embedding (also the output head: tied)", "wpe": "position embedding"}
-        rows.append(
-            dict(
-                layer=name,
-                what=what.get(name, "token embedding"),
-                state="frozen" if s.freeze else "trainable",
-            )
-        )
-    for i in range(n):
+    embeds, blocks, tops = layer_names(model_config)
+    kept = model_config.n_layer - s.drop_top
+    gpt = model_config.family == "gpt"
+    what = {"wte": "token embedding (also the output head: tied)", "wpe": "position embedding"}
+    block = "transformer block" if gpt else "recurrent layer"
+    rows = [
+        dict(layer=n, what=what.get(n, "token embedding"), state="frozen" if s.freeze else "trainable")
+        for n in embeds
+    ]
+    for i, name in enumerate(blocks):
         state = "dropped" if i >= kept else ("frozen" if i < s.freeze else "trainable")
-        rows.append(
-            dict(layer=f"{prefix}{i}", what="transformer block" if gpt else "recurrent layer", state=state)
-        )
-    for j in range(s.add_layers):
-        rows.append(
-            dict(
-                layer=f"{prefix}{kept + j}",
-                what="transformer block" if gpt else "recurrent layer",
-                state="new",
-            )
-        )
-    for name in tops:
-        rows.append(
-            dict(
-                layer=name,
-                what="final LayerNorm" if gpt else "output layer",
-                state="trainable",
-            )
-        )
-    return rows
+        rows.append(dict(layer=name, what=block, state=state))
+    new = layer_names(child_model_config(model_config, s))[1][kept:]
+    rows += [dict(layer=name, what=block, state="new") for name in new]
+    top = "final LayerNorm" if gpt else "output layer"
+    return rows + [dict(layer=name, what=top, state="trainable") for name in tops]
 
 
-def child_model_config(model_config: dict, s: Surgery):
+def child_model_config(model_config, s: Surgery):
     """The child's model config: the parent's with ``n_layer`` changed by the surgery."""
     check_surgery(model_config, s)
-    config = config_from_dict(
-        {**model_config, "n_layer": model_config["n_layer"] - s.drop_top + s.add_layers}
-    )
+    config = replace(model_config, n_layer=model_config.n_layer - s.drop_top + s.add_layers)
     validate(config)
     return config
 
@@ -177,39 +149,22 @@ def child_model_config(model_config: dict, s: Surgery):
 def build_from_parent(parent: Parent, s: Surgery, scratch: bool = False):
     """The child language model (uncompiled): parent weights where kept, fresh ones where new.
 
-    New transformer blocks start with their output projections at zero, so each begins as
-    the identity (its residual branch adds nothing) and the model's predictions at step 0
-    are the truncated parent's. ``scratch=True`` builds the same network untrained, with
-    the same layers frozen (the from-scratch baseline of the comparison).
+    New transformer blocks start as the identity (their output projections at zero), so the
+    model's predictions at step 0 are the truncated parent's. ``scratch=True`` builds the
+    same network untrained, with the same layers frozen (the comparison's from-scratch
+    baseline).
     """
-    import keras
-
     from lmcore import models
 
-    child_cfg = child_model_config(parent.config["model"], s)
-    model = models.build_model(child_cfg)
-    embeds, prefix, tops = _names(parent.config["model"])
-    kept = parent.config["model"]["n_layer"] - s.drop_top
+    model = models.build_model(child_model_config(parent.model_config, s))
+    kept = parent.model_config.n_layer - s.drop_top
     if not scratch:
-        source = models.load_model(parent.checkpoint, compile=False)
-        for name in [*embeds, *(f"{prefix}{i}" for i in range(kept)), *tops]:
-            model.get_layer(name).set_weights(source.get_layer(name).get_weights())
-        if child_cfg.family == "gpt":
-            for j in range(s.add_layers):
-                block = model.get_layer(f"{prefix}{kept + j}")
-                for dense in (block.attn.proj, block.fc_proj):
-                    dense.kernel.assign(keras.ops.zeros_like(dense.kernel))
-    freeze(model, parent.config["model"], s.freeze)
+        models.copy_weights(models.load_model(parent.checkpoint, compile=False), model, kept)
+        if parent.model_config.family == "gpt":
+            for block in models.parts(model).blocks[kept:]:
+                block.start_as_identity()
+    models.freeze_bottom(model, s.freeze)
     return model
-
-
-def freeze(model, model_config: dict, n: int) -> None:
-    """Freeze the embeddings and the bottom ``n`` blocks of ``model`` (nothing when ``n`` is 0)."""
-    if n <= 0:
-        return
-    embeds, prefix, _ = _names(model_config)
-    for name in [*embeds, *(f"{prefix}{i}" for i in range(n))]:
-        model.get_layer(name).trainable = False
 
 
 def count_params(model) -> dict:
@@ -236,13 +191,12 @@ def oov_report(tokenizer, text: str) -> dict:
     }
 
 
-def train_config_for(parent: Parent, **overrides):
-    """The parent's training settings for a fine-tune: LR x LR_FACTOR, DEFAULT_STEPS steps.
+def train_config_for(base: TrainConfig, **overrides) -> TrainConfig:
+    """The parent's training settings ``base`` for a fine-tune: LR x LR_FACTOR, DEFAULT_STEPS steps.
 
     ``overrides`` (None values ignored) are TrainConfig fields. The schedule spans the new
     run only, with a warm-up of at most a tenth of it.
     """
-    base = parent.train_config()
     given = {k: v for k, v in overrides.items() if v is not None}
     lr = given.get("lr", base.lr * LR_FACTOR)
     steps = given.get("steps", DEFAULT_STEPS)
@@ -253,7 +207,7 @@ def train_config_for(parent: Parent, **overrides):
         augment={},
     )
     config = replace(base, **{**defaults, **given, "lr": lr, "steps": steps})
-    train_mod.check_train_config(config)
+    check_train_config(config)
     return config
 
 
@@ -268,14 +222,13 @@ def prepare(
 ) -> tuple[train_mod.Job, dict]:
     """Load the new corpus, encode it with the parent's tokenizer and check everything.
 
-    Returns the training job and what the run records under ``finetune`` in config.json.
+    Returns the training job and what the run records under ``finetune``.
     """
-    child_cfg = child_model_config(parent.config["model"], s)
-    parent_data = parent.config.get("data") or {}
-    data_config = train_mod.DataConfig(
+    child_cfg = child_model_config(parent.model_config, s)
+    data_config = DataConfig(
         source=source,
         tokenizer=parent.tokenizer.kind,
-        vocab_size=parent_data.get("vocab_size"),
+        vocab_size=parent.record.data.vocab_size,
         text_column=text_column,
         clean=clean or {},
     )
@@ -286,7 +239,7 @@ def prepare(
     train_ids, val_ids = data.split(ids)
     data.check_length(train_ids, val_ids, child_cfg.block_size)
     job = train_mod.Job(
-        parent.config["model_name"],
+        parent.record.model_name,
         child_cfg,
         train_config,
         data_config,
@@ -300,10 +253,10 @@ def prepare(
         **asdict(s),
         "parent": parent.run_dir.name,
         "parent_checkpoint": parent.checkpoint.stem,
-        "parent_corpus": parent_data.get("source"),
-        "parent_n_layer": parent.config["model"]["n_layer"],
+        "parent_corpus": parent.record.data.source,
+        "parent_n_layer": parent.model_config.n_layer,
         "oov": oov_report(parent.tokenizer, loaded.text),
-        "plan": plan(parent.config["model"], s),
+        "plan": plan(parent.model_config, s),
     }
     return job, record
 
@@ -317,7 +270,7 @@ def start(
     listener=None,
     run_id: str | None = None,
     scratch: bool = False,
-    extra: dict | None = None,
+    comparison: dict | None = None,
 ) -> dict:
     """Create the child run and train it with the ordinary training loop."""
     s = Surgery(record["freeze"], record["drop_top"], record["add_layers"])
@@ -331,6 +284,6 @@ def start(
         parent=None if scratch else parent.run_dir.name,
         run_id=run_id,
         build=lambda: build_from_parent(parent, s, scratch=scratch),
-        extra={"finetune": record, **(extra or {})},
+        lineage={"finetune": record, "comparison": comparison},
     )
     return {**result, "parent": None if scratch else parent.run_dir.name, "oov": record["oov"]}

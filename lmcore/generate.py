@@ -1,13 +1,11 @@
 """Generation: sample text from a trained run, one token at a time.
 
-Decoding is incremental: the GPT keeps a key/value cache and the recurrent models carry
-their state, so each new token costs one position's work, not the whole window's. Tokens
-are produced in chunks by one compiled loop (``tf.while_loop`` under XLA) that steps the
-model, filters the distribution (repetition penalty, temperature, top-k, top-p) and draws
-the token, all in the graph; Python only sees each chunk's tokens and the candidates they
-were chosen from. Draws use stateless random numbers keyed by (seed, token index), so a
-fixed seed gives identical text however the work is chunked; temperature 0 is greedy.
-:func:`filter_probs` is the same filter in NumPy, the reference the tests hold it to.
+Decoding is incremental, through the model's own cached call (:mod:`lmcore.models`): each
+new token costs one position's work. Tokens come in chunks from one compiled loop
+(``tf.while_loop`` under XLA) that steps the model, filters the distribution (repetition
+penalty, temperature, top-k, top-p; :func:`lmcore.sampling.filter_probs` is its NumPy
+reference) and draws the token in the graph. Draws are keyed by (seed, token index), so a
+seed gives the same text however the work is chunked; temperature 0 is greedy.
 
 Fallbacks (documented, never a crash): an empty prompt starts from a newline (or token 0
 when the vocabulary has no newline); prompt characters the vocabulary lacks are dropped
@@ -26,69 +24,12 @@ import numpy as np
 
 from lmcore import LMError
 from lmcore import tokenizers as tok_mod
+from lmcore.sampling import SamplingOptions, filter_probs, softmax  # noqa: F401 (also generate's API)
 
 MAX_LENGTH = 10_000
 TOP_CANDIDATES = 10  # candidates reported with each generated token
 CHUNK = 16  # tokens per call of the compiled decoding loop (the page streams chunk by chunk)
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    temperature: float = 1.0  # 0 = greedy; higher = more random
-    top_k: int = 0  # keep the k most likely tokens (0 = all)
-    top_p: float = 1.0  # keep the smallest set whose probability reaches p (1 = all)
-    seed: int | None = None  # fixed seed -> identical text
-    repetition_penalty: float = 1.0  # > 1 makes tokens already in the text less likely (1 = off)
-    stop: tuple[str, ...] = ()  # generation ends once the new text contains one of these
-
-    def check(self) -> None:
-        if not np.isfinite(self.repetition_penalty) or self.repetition_penalty < 1:
-            raise LMError(f"repetition penalty must be 1 (off) or more, not {self.repetition_penalty}")
-        if not np.isfinite(self.temperature) or self.temperature < 0:
-            raise LMError(f"temperature must be 0 (greedy) or more, not {self.temperature}")
-        if self.top_k < 0:
-            raise LMError(f"top-k must be 0 (off) or more, not {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise LMError(f"top-p must be in (0, 1], not {self.top_p}")
-
-
-def filter_probs(logits: np.ndarray, opts: SamplingOptions, history=()) -> np.ndarray:
-    """Next-token probabilities after the repetition penalty, temperature, top-k and top-p.
-
-    The penalty (as in CTRL) divides a positive logit, or multiplies a negative one, of every
-    token in ``history`` by ``opts.repetition_penalty``.
-    """
-    logits = np.array(logits, dtype=np.float64)
-    if opts.repetition_penalty != 1 and len(history):
-        seen = np.unique(np.asarray(history, dtype=np.int64))
-        logits[seen] = np.where(
-            logits[seen] > 0, logits[seen] / opts.repetition_penalty, logits[seen] * opts.repetition_penalty
-        )
-    if opts.temperature == 0:
-        probs = np.zeros_like(logits)
-        probs[int(np.argmax(logits))] = 1.0
-        return probs
-    z = logits / opts.temperature
-    if 0 < opts.top_k < len(z):
-        kth = np.partition(z, -opts.top_k)[-opts.top_k]
-        z = np.where(z >= kth, z, -np.inf)
-    probs = np.exp(z - z.max())
-    probs /= probs.sum()
-    if opts.top_p < 1:
-        order = np.argsort(-probs, kind="stable")
-        cum = np.cumsum(probs[order])
-        keep = order[: int(np.searchsorted(cum, opts.top_p) + 1)]
-        mask = np.zeros_like(probs, dtype=bool)
-        mask[keep] = True
-        probs = np.where(mask, probs, 0.0)
-        probs /= probs.sum()
-    return probs
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    p = np.exp(z - z.max())
-    return p / p.sum()
+DEFAULTS = SamplingOptions()  # temperature 1, no filters
 
 
 class LogitsFn:
@@ -99,11 +40,11 @@ class LogitsFn:
     (key/value cache or carried state) that generation uses.
     """
 
-    def __init__(self, model, model_config: dict, jit: bool = True):
+    def __init__(self, model, model_config, jit: bool = True):
         import tensorflow as tf
 
         self.model, self.config, self.jit = model, model_config, jit
-        self.block_size = model_config["block_size"]
+        self.block_size = model_config.block_size
         spec = tf.TensorSpec((None, self.block_size), tf.int32)
         self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         self._decoders: dict[int, object] = {}
@@ -313,81 +254,44 @@ class _Decoder:
 
 
 class GPTDecoder(_Decoder):
-    """Key/value-cached decoding for the GPT: each new token attends to stored keys and values.
+    """Key/value-cached decoding for the GPT, through the model's own cached call
+    (:meth:`lmcore.models.GPTParts.call_with_cache`): each new token attends to stored keys
+    and values.
 
-    The cache holds ``block_size`` positions per layer, (L, B, H, T, D) for keys and values.
-    The prompt is encoded in one fixed-shape pass (padded on the right: causal attention
-    ignores the padding); each step then writes one position and attends to those before it.
-    Positions are absolute (learned embeddings), so when the window is full it slides by
-    rebuilding the cache from the last ``block_size // 2`` tokens: the logits are always
-    those of a full forward pass over the current window.
+    The cache holds ``block_size`` positions per layer. The prompt is encoded in one
+    fixed-shape pass (padded on the right: causal attention ignores the padding); each step
+    then writes one position and attends to those before it. Positions are absolute (learned
+    embeddings), so when the window is full it slides by rebuilding the cache from the last
+    ``block_size // 2`` tokens: the logits are always those of a full pass over the window.
     """
 
     def __init__(self, model, block_size: int, batch: int = 1, jit: bool = True):
         import tensorflow as tf
 
-        self.model, self.T, self.B = model, block_size, batch
-        self.wte, self.wpe, self.ln_f = (model.get_layer(n) for n in ("wte", "wpe", "ln_f"))
-        self.vocab_size = self.wte.input_dim
-        self.blocks = [layer for layer in model.layers if layer.name.startswith("block_")]
-        attn = self.blocks[0].attn
-        self.H, self.D = attn.n_head, attn.n_embd // attn.n_head
+        from lmcore import models
+
+        self.net, self.T, self.B = models.parts(model), block_size, batch
+        self.vocab_size = self.net.vocab_size
         ids = tf.TensorSpec((batch, block_size), tf.int32)
         self._prefill = tf.function(self._prefill_impl, input_signature=[ids, tf.TensorSpec((), tf.int32)])
-        cache = tf.TensorSpec((len(self.blocks), batch, self.H, block_size, self.D), tf.float32)
+        cache = tf.TensorSpec(tuple(self.net.empty_cache(batch).shape), tf.float32)
         # The single step is not jit-compiled: called once per token from Python, an XLA
         # step took about 1 s per call on the CPU (nano, batch 1, 2026-11-28) against 3.5 ms.
         self._single = tf.function(
-            lambda token, pos, K, V: self._step_impl(token, pos, (K, V)),
-            input_signature=[tf.TensorSpec((batch,), tf.int32), tf.TensorSpec((), tf.int32), cache, cache],
+            self._step_impl,
+            input_signature=[tf.TensorSpec((batch,), tf.int32), tf.TensorSpec((), tf.int32), cache],
         )
         self._compile_loop(jit)
 
-    def _heads(self, x):  # (B, n, C) -> (B, H, n, D)
-        import tensorflow as tf
-
-        B, n = tf.shape(x)[0], tf.shape(x)[1]
-        return tf.transpose(tf.reshape(x, (B, n, self.H, self.D)), (0, 2, 1, 3))
-
     def _prefill_impl(self, ids, n):
-        """Full causal pass over (B, T) ids; returns (logits at position n-1 (B, V), K, V)."""
-        import tensorflow as tf
+        """A pass over (B, T) ids; returns (logits at position n-1 (B, V), the cache)."""
+        logits, cache = self.net.call_with_cache(ids, self.net.empty_cache(self.B), 0)
+        return logits[:, n - 1], cache
 
-        x = self.wpe(self.wte(ids))  # (B, T, C)
-        ks, vs = [], []
-        for block in self.blocks:
-            h = block.ln1(x)
-            q, k, v = tf.split(block.attn.qkv(h), 3, axis=-1)
-            ks.append(self._heads(k))
-            vs.append(self._heads(v))
-            x = x + block.attn(h)
-            x = x + block.mlp(block.ln2(x))
-        logits = self.wte(self.ln_f(x), reverse=True)  # (B, T, V)
-        return logits[:, n - 1], tf.stack(ks), tf.stack(vs)  # (B, V), (L, B, H, T, D) twice
-
-    def _step_impl(self, token, pos, state):
-        """One new token per row at position ``pos``; returns (logits (B, V), (K, V))."""
-        import tensorflow as tf
-
-        K, V = state
-        x = self.wte(token[:, None]) + tf.cast(tf.gather(self.wpe.pos, pos)[None, None, :], tf.float32)
-        write = tf.one_hot(pos, self.T)[None, None, :, None]  # (1, 1, T, 1): the slot to fill
-        visible = tf.range(self.T) <= pos  # (T,)
-        new_k, new_v = [], []
-        for i, block in enumerate(self.blocks):
-            h = block.ln1(x)
-            q, k, v = (self._heads(t) for t in tf.split(block.attn.qkv(h), 3, axis=-1))  # (B, H, 1, D)
-            Ki = K[i] * (1 - write) + k * write  # (B, H, T, D)
-            Vi = V[i] * (1 - write) + v * write
-            att = tf.matmul(q, Ki, transpose_b=True) / math.sqrt(self.D)  # (B, H, 1, T)
-            att = tf.nn.softmax(tf.where(visible, att, -1e30), axis=-1)
-            y = tf.reshape(tf.transpose(tf.matmul(att, Vi), (0, 2, 1, 3)), (-1, 1, self.H * self.D))
-            x = x + block.attn.proj(y)
-            x = x + block.mlp(block.ln2(x))
-            new_k.append(Ki)
-            new_v.append(Vi)
-        logits = self.wte(self.ln_f(x), reverse=True)[:, 0]  # (B, V)
-        return logits, (tf.stack(new_k), tf.stack(new_v))
+    def _step_impl(self, token, pos, cache):
+        """One new token per row at position ``pos``; returns (logits (B, V), the cache)."""
+        logits, cache = self.net.call_with_cache(token[:, None], cache, pos)
+        return logits[:, 0], cache
 
     def _begin(self, carry: _Carry) -> np.ndarray:
         """(Re)build the cache from the window in one pass; returns the next logits."""
@@ -395,8 +299,7 @@ class GPTDecoder(_Decoder):
         n = len(carry.window[0])
         ids = np.zeros((self.B, self.T), dtype=np.int32)
         ids[:, :n] = np.array(carry.window, dtype=np.int32)
-        logits, K, V = self._prefill(ids, np.int32(n))
-        carry.state = (K, V)
+        logits, carry.state = self._prefill(ids, np.int32(n))
         return logits.numpy()
 
     def _feed(self, carry: _Carry, tokens: list[int]) -> np.ndarray:
@@ -406,7 +309,7 @@ class GPTDecoder(_Decoder):
             carry.window = [row[-(self.T // 2) :] for row in carry.window]
             return self._begin(carry)
         pos = np.int32(len(carry.window[0]) - 1)
-        logits, carry.state = self._single(np.asarray(tokens, dtype=np.int32), pos, *carry.state)
+        logits, carry.state = self._single(np.asarray(tokens, dtype=np.int32), pos, carry.state)
         return logits.numpy()
 
     def _room(self, carry: _Carry) -> int:
@@ -423,37 +326,25 @@ class GPTDecoder(_Decoder):
 
 
 class RNNDecoder(_Decoder):
-    """State-carrying decoding for seed-lstm and the GRU: one step per token, as the one-step
-    model of TensorFlow's text-generation tutorial does; the state summarizes all the text."""
+    """State-carrying decoding for seed-lstm and the GRU, through the model's own incremental
+    call (:meth:`lmcore.models.RNNParts.call_with_cache`): one step per token."""
 
     def __init__(self, model, batch: int = 1, jit: bool = True):
         import tensorflow as tf
 
-        self.B = batch
-        self.embedding = model.get_layer("embedding")
-        self.vocab_size = self.embedding.input_dim
-        self.layers = [layer for layer in model.layers if layer.name.startswith(("lstm_", "gru_"))]
-        self.head = model.get_layer("head")
+        from lmcore import models
+
+        self.net, self.B = models.parts(model), batch
+        self.vocab_size = self.net.vocab_size
         self._single = tf.function(lambda token, state: self._step_impl(token, 0, state))
         self._compile_loop(jit)
 
     def _step_impl(self, token, pos, state):
-        x = self.embedding(token)  # (B, E)
-        out = []
-        for layer, carried in zip(self.layers, state, strict=True):
-            x, new = layer.cell(x, list(carried))
-            out.append(tuple(new))
-        return self.head(x), tuple(out)  # (B, V)
+        logits, state = self.net.call_with_cache(token[:, None], state)
+        return logits[:, 0], state  # (B, V)
 
     def _begin(self, carry: _Carry) -> np.ndarray:
-        import tensorflow as tf
-
-        carry.state = tuple(
-            tuple(
-                tf.zeros((self.B, layer.cell.units)) for _ in range(2 if layer.name.startswith("lstm") else 1)
-            )
-            for layer in self.layers
-        )
+        carry.state = self.net.empty_cache(self.B)
         ids = np.array(carry.window, dtype=np.int32)  # (B, n)
         carry.window = []  # the state holds the text; no window to keep
         for t in range(ids.shape[1]):
@@ -480,10 +371,10 @@ def _tf_int(value: int):
     return tf.constant(value, tf.int32)
 
 
-def make_decoder(model, config: dict, batch: int = 1, jit: bool = True):
+def make_decoder(model, config, batch: int = 1, jit: bool = True):
     """The incremental decoder for a model built from ``config`` (the run's model config)."""
-    if config["family"] == "gpt":
-        return GPTDecoder(model, config["block_size"], batch, jit)
+    if config.family == "gpt":
+        return GPTDecoder(model, config.block_size, batch, jit)
     return RNNDecoder(model, batch, jit)
 
 
@@ -540,7 +431,7 @@ def prompt_ids(tokenizer, prompt: str) -> tuple[list[int], list[str]]:
 
 
 def stream(
-    logits_fn: LogitsFn, tokenizer, prompt: str, length: int, opts: SamplingOptions = SamplingOptions()
+    logits_fn: LogitsFn, tokenizer, prompt: str, length: int, opts: SamplingOptions = DEFAULTS
 ) -> Iterator[Step]:
     """Yield up to ``length`` generated tokens one at a time (fewer if a stop string appears)."""
     opts.check()
@@ -566,7 +457,7 @@ def samples(
     prompt: str,
     length: int,
     n: int,
-    opts: SamplingOptions = SamplingOptions(),
+    opts: SamplingOptions = DEFAULTS,
 ) -> list[str]:
     """``n`` continuations of one prompt, generated together as one batch."""
     opts.check()
@@ -576,7 +467,7 @@ def samples(
 
 
 def generate(
-    logits_fn: LogitsFn, tokenizer, prompt: str, length: int, opts: SamplingOptions = SamplingOptions()
+    logits_fn: LogitsFn, tokenizer, prompt: str, length: int, opts: SamplingOptions = DEFAULTS
 ) -> Generation:
     """Generate ``length`` tokens after ``prompt``."""
     if not 1 <= length <= MAX_LENGTH:
@@ -592,22 +483,12 @@ def generate(
 
 def attention_maps(logits_fn: LogitsFn, ids: list[int]) -> np.ndarray:
     """The GPT's attention weights for ``ids`` (at most one block): (layers, heads, n, n)."""
-    import tensorflow as tf
+    from lmcore import models
 
-    if logits_fn.config["family"] != "gpt":
+    if logits_fn.config.family != "gpt":
         raise LMError("attention weights exist only for the GPT models")
-    model = logits_fn.model
     ids = np.asarray(list(ids)[-logits_fn.block_size :], dtype=np.int32)[None, :]  # (1, n)
-    x = model.get_layer("wpe")(model.get_layer("wte")(ids))
-    maps = []
-    for layer in model.layers:
-        if layer.name.startswith("block_"):
-            h = layer.ln1(x)
-            out, att = layer.attn.attention(h)  # att: (1, H, n, n)
-            maps.append(tf.convert_to_tensor(att)[0].numpy())
-            x = x + out
-            x = x + layer.mlp(layer.ln2(x))
-    return np.stack(maps)
+    return models.parts(logits_fn.model).attention_weights(ids)
 
 
 def warm_up(logits_fn: LogitsFn) -> None:
@@ -617,7 +498,7 @@ def warm_up(logits_fn: LogitsFn) -> None:
 
 
 def load_run(run_dir: Path, which: str = "last", jit: bool = True):
-    """(LogitsFn, tokenizer, config) for a run's checkpoint (``last`` or ``best``).
+    """(LogitsFn, tokenizer, record) for a run's checkpoint (``last`` or ``best``).
 
     ``jit=False`` runs the decoding loop without XLA: a long-lived process that loads many
     models should, because TensorFlow keeps each compiled loop for the life of the process
@@ -625,12 +506,14 @@ def load_run(run_dir: Path, which: str = "last", jit: bool = True):
     """
     from lmcore import models, runs
 
-    config = runs.read_json(run_dir / "config.json") or {}
-    if config.get("task") == "classify":
+    record = runs.read_record(run_dir)
+    if record is not None and record.task == "classify":
         raise LMError(f"run {run_dir.name} is a classifier; use: python -m lmcore classify predict")
+    if record is None or record.model is None:
+        raise LMError(f"run {run_dir.name} has no model settings in its record")
     path = runs.existing_checkpoint(run_dir, which)
     if path is None:
         raise LMError(f"run {run_dir.name} has no checkpoint yet")
     tokenizer = tok_mod.load(run_dir / "tokenizer.json")
     model = models.load_model(path, compile=False)
-    return LogitsFn(model, config["model"], jit), tokenizer, config
+    return LogitsFn(model, record.model, jit), tokenizer, record

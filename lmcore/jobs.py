@@ -1,17 +1,20 @@
-"""Background training jobs: ``python -m lmcore ...`` in a child process, for the dashboard.
+"""Background training jobs: a job spec run by ``python -m lmcore`` in a child process.
 
-The dashboard never trains in its own process: it launches the same command line a user
-would type, under a small supervisor (``python -m lmcore.jobs``) in a new session, so
-reruns, closed tabs and server restarts leave it running, and then follows the run through
-its folder. Until the run folder exists (the corpus is still loading, or the input was
-refused) the job is described by its log file in ``<runs dir>/.jobs/<run id>.log``.
+The dashboard never trains in its own process: it hands this module a job spec
+(:mod:`lmcore.specs`: the same typed record the command line builds from its options),
+which runs as ``python -m lmcore run SPEC`` under a small supervisor (``python -m
+lmcore.supervisor``) in a new session, so reruns, closed tabs and server restarts leave it
+running, and then follows the run through its folder. Until the run folder exists (the
+corpus is still loading, or the input was refused) the job is described by its log file in
+``<runs dir>/.jobs/<run id>.log``.
 
 At most :func:`max_jobs` jobs train at once per runs directory (``LMLAB_MAX_JOBS``, by
 default half the CPU cores, at least one): more share the cores and each goes slower, and
 their memory adds up. Jobs beyond the limit wait in a queue that lives in the runs
 directory, so every session and a restarted server see the same one::
 
-    <runs dir>/.jobs/<id>.queued   the job's command line, while it waits
+    <runs dir>/.jobs/<id>.spec.json  what the job runs (a job spec)
+    <runs dir>/.jobs/<id>.queued   its place in the queue, while it waits
     <runs dir>/.jobs/<id>.pid      its supervisor's process, once started
     <runs dir>/.jobs/<id>.owner    the session that submitted it (public mode)
     <runs dir>/.jobs/queue.lock    held while the queue or the set of started jobs changes
@@ -21,10 +24,8 @@ finds neither takes the lock once before it calls the job failed (:func:`state`)
 
 A queued job starts when a slot frees: the supervisor of a finishing job starts the next
 one, and anyone reading a job's state (:func:`state`, which the dashboard polls) does the
-same, so a job that was killed without finishing does not hold the queue up either. The
-supervisor also says why a job ended when the trainer could not: a trainer killed by the
-kernel for lack of memory, one that crashed, or one over this server's memory cap for a
-job (``LMLAB_JOB_MEMORY_MB``) leaves its run ``failed`` with that reason.
+same, so a job that was killed without finishing does not hold the queue up either. Its
+supervisor (:mod:`lmcore.supervisor`) also says why a job ended when the trainer could not.
 
 In public mode (:mod:`lmcore.public`) every call that changes a job takes the
 :class:`~lmcore.public.Actor` asking and the :class:`~lmcore.public.Policy`, and refuses what
@@ -43,7 +44,7 @@ import threading
 import time
 from pathlib import Path
 
-from lmcore import LMError, device, public, runs
+from lmcore import LMError, public, runs, specs
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 PRIVATE = public.Policy()  # a laptop: every visitor may do everything, nothing is capped
@@ -66,12 +67,13 @@ def _jobs_dir(root: Path) -> Path:
     return Path(root) / ".jobs"
 
 
-def _job_file(root: Path, run_id: str, suffix: str) -> Path:
+def job_file(root: Path, run_id: str, suffix: str) -> Path:
+    """A job's file in ``<runs dir>/.jobs/``: ``<id>.<suffix>`` (log, pid, owner, queued, spec.json)."""
     return _jobs_dir(root) / f"{runs.check_run_id(run_id)}.{suffix}"
 
 
 def log_path(root: Path, run_id: str) -> Path:
-    return _job_file(root, run_id, "log")
+    return job_file(root, run_id, "log")
 
 
 @contextlib.contextmanager
@@ -86,12 +88,12 @@ def _queue_lock(root: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _spawn(root: Path, run_id: str, argv: list[str], mode: str, env: dict[str, str]) -> None:
-    """Start ``python -m lmcore.jobs ROOT ID ARGV`` (the supervisor of ``lmcore ARGV``); call it
+def _spawn(root: Path, run_id: str, mode: str, env: dict[str, str]) -> None:
+    """Start ``python -m lmcore.supervisor ROOT ID`` (the job's spec under its supervisor); call it
     holding the queue lock, so that no reader sees the job neither queued nor started."""
     root = root.resolve()  # the child runs elsewhere; a relative runs dir would point elsewhere too
     _jobs_dir(root).mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "lmcore.jobs", str(root), run_id, *argv, "--runs-dir", str(root)]
+    cmd = [sys.executable, "-m", "lmcore.supervisor", str(root), run_id]
     path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
     with open(log_path(root, run_id), mode) as log:
         proc = subprocess.Popen(
@@ -103,7 +105,7 @@ def _spawn(root: Path, run_id: str, argv: list[str], mode: str, env: dict[str, s
             cwd=PACKAGE_ROOT,
             start_new_session=True,
         )
-    runs.atomic_write(_job_file(root, run_id, "pid"), lambda p: p.write_text(str(proc.pid)))
+    runs.atomic_write(job_file(root, run_id, "pid"), lambda p: p.write_text(str(proc.pid)))
     threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it ends
 
 
@@ -112,7 +114,7 @@ def _spawn(root: Path, run_id: str, argv: list[str], mode: str, env: dict[str, s
 
 def owner(root: Path, run_id: str) -> str | None:
     """The owner id of the session that submitted job ``run_id`` (None: not a session's job)."""
-    return (runs.read_json(_job_file(root, run_id, "owner"), {}) or {}).get("owner")
+    return (runs.read_json(job_file(root, run_id, "owner"), {}) or {}).get("owner")
 
 
 def may_manage(root: Path, run_id: str, actor: public.Actor | None, policy: public.Policy | None) -> bool:
@@ -128,27 +130,12 @@ def _check_manage(root, run_id, actor, policy, action: str) -> None:
         raise LMError(f"only the session that started {run_id} (or the admin) can {action} it")
 
 
-def _step_option(argv: list[str]) -> int | None:
-    for i, arg in enumerate(argv):
-        if arg == "--steps" and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--steps="):
-            value = arg.split("=", 1)[1]
-        else:
-            continue
-        try:
-            return int(value)
-        except ValueError:
-            return None  # the command line refuses it with its own message
-    return None
-
-
 def owned_jobs(root: Path, owner_id: str) -> list[str]:
     """Queued and running jobs that ``owner_id``'s session submitted."""
     return [j for j in [*queued(root), *active(root)] if owner(root, j) == owner_id]
 
 
-def _admit(root: Path, run_id: str, argv: list[str], actor, policy: public.Policy) -> dict[str, str]:
+def _admit(root: Path, spec: specs.Spec, actor, policy: public.Policy) -> dict[str, str]:
     """Check a new job against ``policy``; returns the environment carrying its caps."""
     if not policy.public:
         return {}
@@ -163,57 +150,68 @@ def _admit(root: Path, run_id: str, argv: list[str], actor, policy: public.Polic
             f"one job at a time per visitor on this server: {', '.join(mine)} is still queued or "
             "training; stop it or wait for it to finish"
         )
-    steps = _step_option(argv)
     limits = policy.limits()
-    if steps is not None:
-        limits.check_steps(steps)
+    if spec.steps is not None:  # steps from epochs are checked by the trainer, once known
+        limits.check_steps(spec.steps)
     return {**env, **limits.env()}
+
+
+def _spec(job: list[str] | specs.Spec) -> specs.Spec:
+    if isinstance(job, list):  # a training command line, as typed after ``python -m lmcore``
+        from lmcore import cli
+
+        return cli.spec_from_argv([str(a) for a in job])
+    return job
 
 
 def submit(
     root: Path,
     run_id: str,
-    argv: list[str],
+    job: list[str] | specs.Spec,
     mode: str = "wb",
     actor: public.Actor | None = None,
     policy: public.Policy | None = None,
 ) -> str:
-    """Run ``python -m lmcore ARGV --runs-dir ROOT`` as job ``run_id``: now if a slot is
-    free and nobody waits, else at the end of the queue. Returns ``run_id``.
+    """Run ``job`` (a job spec, or a training command line) as job ``run_id``: now if a slot
+    is free and nobody waits, else at the end of the queue. Returns ``run_id``.
 
     ``mode`` is how the job's log is opened: ``"wb"`` for a new job, ``"ab"`` to add to it.
     In public mode the job belongs to ``actor``'s session and trains within ``policy``'s caps.
     """
     runs.check_run_id(run_id)
     root, policy = Path(root), policy or PRIVATE
+    spec = specs.with_id(_spec(job), run_id)
     if policy.public:
         make_room(root, policy)
     with _queue_lock(root):
-        if _job_file(root, run_id, "queued").exists() or _job_alive(root, run_id):
+        if job_file(root, run_id, "queued").exists() or _job_alive(root, run_id):
             raise LMError(f"job {run_id} is already queued or running")
-        env = _admit(root, run_id, argv, actor, policy)
+        env = _admit(root, spec, actor, policy)
+        specs.save(spec, job_file(root, run_id, "spec.json"))
         if actor is not None and actor.owner_id and not (root / run_id).is_dir():
-            runs.write_json(_job_file(root, run_id, "owner"), {"owner": actor.owner_id, "time": time.time()})
+            runs.write_json(job_file(root, run_id, "owner"), {"owner": actor.owner_id, "time": time.time()})
         if not queued(root) and len(active(root)) < max_jobs():
-            _spawn(root, run_id, argv, mode, env)
+            _spawn(root, run_id, mode, env)
         else:
-            entry = {"argv": argv, "mode": mode, "env": env, "queued": time.time()}
-            runs.write_json(_job_file(root, run_id, "queued"), entry)
+            entry = {"mode": mode, "env": env, "queued": time.time()}
+            runs.write_json(job_file(root, run_id, "queued"), entry)
     return run_id
 
 
 def launch(
     root: Path,
-    args: list[str],
+    job: list[str] | specs.Spec,
     name: str | None = None,
-    model: str = "run",
+    model: str | None = None,
     command: str = "train",
     actor: public.Actor | None = None,
     policy: public.Policy | None = None,
 ) -> str:
-    """Start (or queue) ``python -m lmcore COMMAND ARGS`` for a new run in ``root``; returns its id."""
-    run_id = runs.new_run_id(model, name)
-    return submit(root, run_id, [command, *args, "--run-id", run_id], "wb", actor, policy)
+    """Start (or queue) a new run: a job spec, or the options of ``python -m lmcore COMMAND``;
+    returns its id (``<time>-<name, model or the spec's label>-<hex>``)."""
+    spec = _spec([command, *job] if isinstance(job, list) else job)
+    run_id = runs.new_run_id(model or spec.label(), name)
+    return submit(root, run_id, spec, "wb", actor, policy)
 
 
 def resume(
@@ -225,13 +223,12 @@ def resume(
 ) -> None:
     """Continue a stopped or interrupted run in a child process (or queue it)."""
     _check_manage(root, run_id, actor, policy, "resume")
-    argv = ["train", "--resume", run_id, *(["--steps", str(steps)] if steps else [])]
-    submit(root, run_id, argv, "ab", actor, policy)
+    submit(root, run_id, specs.ResumeSpec(run_id, steps), "ab", actor, policy)
 
 
 def _job_alive(root: Path, run_id: str) -> bool:
     try:
-        pid = int(_job_file(root, run_id, "pid").read_text())
+        pid = int(job_file(root, run_id, "pid").read_text())
         with open(f"/proc/{pid}/cmdline", "rb") as f:  # a reused pid is some other program
             ours = b"lmcore" in f.read()
     except (OSError, ValueError):
@@ -271,13 +268,13 @@ def dispatch(root: Path) -> list[str]:
         for run_id in queued(root):
             if len(active(root)) >= max_jobs():
                 break
-            entry = runs.read_json(_job_file(root, run_id, "queued"))
-            _job_file(root, run_id, "queued").unlink(missing_ok=True)
-            if entry and isinstance(entry.get("argv"), list):
+            entry = runs.read_json(job_file(root, run_id, "queued"))
+            job_file(root, run_id, "queued").unlink(missing_ok=True)
+            if entry and job_file(root, run_id, "spec.json").is_file():
                 env = {str(k): str(v) for k, v in (entry.get("env") or {}).items()}
                 if "LMLAB_JOB_MINUTES" in env:  # the time cap counts from the start, not the queueing
                     env["LMLAB_JOB_DEADLINE"] = repr(time.time() + 60 * float(env["LMLAB_JOB_MINUTES"]))
-                _spawn(root, run_id, [str(a) for a in entry["argv"]], entry.get("mode", "wb"), env)
+                _spawn(root, run_id, entry.get("mode", "wb"), env)
                 started.append(run_id)
     return started
 
@@ -324,7 +321,7 @@ def _state(root: Path, run_id: str) -> dict:
     alive = _job_alive(root, run_id)
     if (run_dir / "status.json").is_file():
         status = runs.read_status(run_dir)
-        pid_file = _job_file(root, run_id, "pid")
+        pid_file = job_file(root, run_id, "pid")
         started_after = (
             pid_file.is_file() and pid_file.stat().st_mtime > (run_dir / "status.json").stat().st_mtime
         )
@@ -356,15 +353,15 @@ def stop(
     _check_manage(root, run_id, actor, policy, "stop")
     run_dir = root / runs.check_run_id(run_id)
     with _queue_lock(root):
-        if _job_file(root, run_id, "queued").exists():
-            _job_file(root, run_id, "queued").unlink()
+        if job_file(root, run_id, "queued").exists():
+            job_file(root, run_id, "queued").unlink()
             with open(log_path(root, run_id), "a", encoding="utf-8") as log:
                 log.write("error: cancelled while waiting in the queue\n")
             return
     if run_dir.is_dir():
         runs.request_stop(run_dir)
     elif _job_alive(root, run_id):
-        os.kill(int(_job_file(root, run_id, "pid").read_text()), signal.SIGTERM)
+        os.kill(int(job_file(root, run_id, "pid").read_text()), signal.SIGTERM)
 
 
 def delete(
@@ -374,8 +371,8 @@ def delete(
     root = Path(root)
     _check_manage(root, run_id, actor, policy, "delete")
     runs.delete(root / runs.check_run_id(run_id))
-    for suffix in ("log", "pid", "owner"):
-        _job_file(root, run_id, suffix).unlink(missing_ok=True)
+    for suffix in ("log", "pid", "owner", "spec.json"):
+        job_file(root, run_id, suffix).unlink(missing_ok=True)
     if run_id in public.pinned(root):
         public.pin(root, run_id, on=False)
 
@@ -387,15 +384,24 @@ def make_room(root: Path, policy: public.Policy) -> list[dict]:
     with _queue_lock(root):
         busy = set(queued(root)) | set(active(root))
         in_use = set()
-        for run_id in queued(root):
-            entry = runs.read_json(_job_file(root, run_id, "queued"), {}) or {}
-            in_use |= {Path(a) for a in entry.get("argv", []) if "/.uploads/" in str(a)}
+        for run_id in queued(root):  # an upload a waiting job will read
+            spec = runs.read_json(job_file(root, run_id, "spec.json"), {}) or {}
+            in_use |= {Path(str(v)) for v in _values(spec) if "/.uploads/" in str(v)}
         removed = public.keep_budget(root, int(policy.disk_budget_mb * 2**20), busy, in_use)
         for record in removed:
             if record["kind"] == "run":
                 for suffix in ("pid", "owner"):
-                    _job_file(root, record["name"], suffix).unlink(missing_ok=True)
+                    job_file(root, record["name"], suffix).unlink(missing_ok=True)
     return removed
+
+
+def _values(data):
+    """Every leaf value of nested dicts and lists."""
+    if isinstance(data, dict):
+        return [v for x in data.values() for v in _values(x)]
+    if isinstance(data, list):
+        return [v for x in data for v in _values(x)]
+    return [data]
 
 
 def log_tail(root: Path, run_id: str, lines: int = 20) -> str:
@@ -403,110 +409,3 @@ def log_tail(root: Path, run_id: str, lines: int = 20) -> str:
     if not log.is_file():
         return ""
     return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-
-
-# ---------------------------------------------------------------------------- the supervisor
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return 0.0
-
-
-def _watch_memory(proc: subprocess.Popen, cap_mb: float, verdict: dict) -> None:
-    """Kill the trainer once it holds more than ``cap_mb`` of memory, and say so."""
-    while proc.poll() is None:
-        used = _rss_mb(proc.pid)
-        if used > cap_mb:
-            verdict["reason"] = (
-                f"out of memory: the training process used {used:,.0f} MB, more than the {cap_mb:,.0f} MB "
-                "this server allows a job (LMLAB_JOB_MEMORY_MB); lower the batch size or the block "
-                "size, or choose a smaller model"
-            )
-            proc.kill()
-            return
-        time.sleep(0.25)
-
-
-def _why_it_ended(returncode: int, verdict: dict, oom_before: int | None) -> str | None:
-    """The reason to record for a trainer that ended without recording one itself, or None."""
-    if verdict.get("reason"):
-        return verdict["reason"]
-    if returncode >= 0:
-        return None
-    if verdict.get("stopped"):
-        return "stopped before training began"
-    after = device.oom_kills()
-    if oom_before is not None and after is not None and after > oom_before:
-        return (
-            "out of memory: the system stopped the training process (the kernel's out-of-memory "
-            "killer); lower the batch size or the block size, or choose a smaller model"
-        )
-    if returncode == -signal.SIGKILL:
-        return None  # killed by a person or a restart: interrupted, and resumable
-    try:
-        name = signal.Signals(-returncode).name
-    except ValueError:
-        name = f"signal {-returncode}"
-    return f"the training process crashed ({name}); its last checkpoint is kept"
-
-
-def _record_end(root: Path, run_id: str, reason: str) -> None:
-    """Write ``reason`` where the job's readers look: the run's status, else the job's log."""
-    run_dir = root / run_id
-    if (run_dir / "status.json").is_file() and runs.read_status(run_dir).get("status") == "interrupted":
-        runs.write_status(run_dir, "failed", message=reason)
-    elif not (run_dir / "status.json").is_file():
-        with open(log_path(root, run_id), "a", encoding="utf-8") as log:
-            log.write(f"error: {reason}\n")
-
-
-def supervise(root: Path, run_id: str, argv: list[str]) -> int:
-    """Run ``python -m lmcore ARGV`` to its end; record why it ended if it could not; then
-    start whatever waits in the queue and keep the disk budget. Returns its exit status."""
-    verdict: dict = {}
-    child: list[subprocess.Popen] = []
-
-    def forward(sig, _frame):  # a stop while loading reaches the trainer
-        verdict["stopped"] = True
-        if child:
-            child[0].send_signal(sig)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
-    oom_before = device.oom_kills()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "lmcore", *argv], stdin=subprocess.DEVNULL, env=env)
-    child.append(proc)
-    if verdict.get("stopped"):
-        proc.terminate()
-    cap = float(os.environ.get("LMLAB_JOB_MEMORY_MB") or 0)
-    if cap > 0:
-        threading.Thread(target=_watch_memory, args=(proc, cap, verdict), daemon=True).start()
-    returncode = proc.wait()
-    reason = _why_it_ended(returncode, verdict, oom_before)
-    if reason:
-        _record_end(root, run_id, reason)
-    with contextlib.suppress(OSError, ValueError):  # no longer training: readers see the run's own status
-        if int(_job_file(root, run_id, "pid").read_text()) == os.getpid():
-            _job_file(root, run_id, "pid").unlink()
-    for step in (dispatch, lambda r: make_room(r, public.Policy.from_settings())):
-        try:
-            step(root)
-        except Exception as err:  # the next reader of the queue does it instead
-            print(f"note: after the job: {err}", file=sys.stderr)
-    return returncode if returncode >= 0 else 1
-
-
-def main(argv: list[str]) -> int:
-    """``python -m lmcore.jobs ROOT RUN_ID ARGV...``: supervise ``python -m lmcore ARGV``."""
-    return supervise(Path(argv[0]), runs.check_run_id(argv[1]), argv[2:])
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,9 +1,8 @@
 """Models: the tutorial's LSTM, a GRU twin, and a small decoder-only GPT, in Keras 3.
 
 Every model maps token ids (B, T) to next-token logits (B, T, V) and is built from its
-config alone by :func:`build_model`, so a run's saved ``config.json`` is enough to rebuild
-it. Custom layers are registered serializable, so ``.keras`` checkpoints reload with
-``safe_mode=True``.
+config alone by :func:`build_model`, so a run's record is enough to rebuild it. Custom
+layers are registered serializable, so ``.keras`` checkpoints reload with ``safe_mode=True``.
 
 The GPT follows nanoGPT's shape: learned positions, pre-LayerNorm blocks of causal
 self-attention and a GELU MLP, no biases, and the output head tied to the token embedding.
@@ -17,7 +16,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from lmcore import LMError
+from lmcore import LMError, schedule
 from lmcore.config import (  # noqa: F401  (re-exported: models.make_config etc.)
     MODEL_NAMES,
     PRESETS,
@@ -44,7 +43,12 @@ def _keep_frozen(layer: layers.Layer) -> None:
 
 @keras.saving.register_keras_serializable(package="lmcore")
 class CausalSelfAttention(layers.Layer):
-    """Multi-head self-attention in which position t sees positions <= t only."""
+    """Multi-head self-attention in which position t sees positions <= t only.
+
+    ``call`` attends over its input window; ``call_with_cache`` attends from new positions
+    to a key/value cache of the whole block, writing theirs into it: generation's form of
+    the same computation (both go through :meth:`project` and :meth:`attend`).
+    """
 
     def __init__(self, n_embd, n_head, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -59,23 +63,46 @@ class CausalSelfAttention(layers.Layer):
         self.proj.build(input_shape)
         _keep_frozen(self)
 
-    def attention(self, x, training=False):
-        """Returns (output (B, T, C), attention weights (B, H, T, T))."""
-        B, T = ops.shape(x)[0], ops.shape(x)[1]
+    def project(self, x):
+        """Queries, keys and values of ``x`` (B, n, C), each (B, H, n, D)."""
+        B, n = ops.shape(x)[0], ops.shape(x)[1]
         H, D = self.n_head, self.n_embd // self.n_head
-        qkv = ops.reshape(self.qkv(x), (B, T, 3, H, D))
-        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B, H, T, D)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        att = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(D)  # (B, H, T, T)
-        causal = ops.tril(ops.ones((T, T), dtype="bool"))
-        att = ops.where(causal, ops.cast(att, "float32"), -1e30)
-        att = ops.cast(ops.softmax(att, axis=-1), x.dtype)
-        y = ops.matmul(self.attn_drop(att, training=training), v)  # (B, H, T, D)
-        y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (B, T, self.n_embd))
+        qkv = ops.transpose(ops.reshape(self.qkv(x), (B, n, 3, H, D)), (2, 0, 3, 1, 4))  # (3, B, H, n, D)
+        return qkv[0], qkv[1], qkv[2]
+
+    def attend(self, q, k, v, visible, training=False):
+        """Each query (B, H, n, D) over the keys and values (B, H, T, D) it may see, ``visible``
+        (n, T) bool; returns (output (B, n, C), attention weights (B, H, n, T))."""
+        B, n = ops.shape(q)[0], ops.shape(q)[2]
+        att = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(self.n_embd // self.n_head)
+        att = ops.where(visible, ops.cast(att, "float32"), -1e30)
+        att = ops.cast(ops.softmax(att, axis=-1), q.dtype)
+        y = ops.matmul(self.attn_drop(att, training=training), v)  # (B, H, n, D)
+        y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (B, n, self.n_embd))
         return self.resid_drop(self.proj(y), training=training), att
+
+    def attention(self, x, training=False):
+        """Returns (output (B, T, C), attention weights (B, H, T, T)) over the window ``x``."""
+        q, k, v = self.project(x)
+        T = ops.shape(x)[1]
+        return self.attend(q, k, v, ops.tril(ops.ones((T, T), dtype="bool")), training)
 
     def call(self, x, training=False):
         return self.attention(x, training=training)[0]
+
+    def call_with_cache(self, x, cache, index):
+        """``x`` (B, n, C) at positions index..index+n-1, ``cache`` (2, B, H, T, D) of keys and
+        values; returns (output (B, n, C), the cache with the new positions written)."""
+        q, k, v = self.project(x)
+        T, n = ops.shape(cache)[3], ops.shape(x)[1]
+        rows = index + ops.arange(n)  # the positions written, (n,)
+        write = ops.cast(rows[:, None] == ops.arange(T)[None, :], cache.dtype)  # (n, T)
+        keep = 1 - ops.sum(write, axis=0)[:, None]  # (T, 1): 0 where a position is rewritten
+        k_all = cache[0] * keep + ops.einsum("nt,bhnd->bhtd", write, ops.cast(k, cache.dtype))
+        v_all = cache[1] * keep + ops.einsum("nt,bhnd->bhtd", write, ops.cast(v, cache.dtype))
+        visible = ops.arange(T)[None, :] <= rows[:, None]  # (n, T): itself and what came before
+        y, _ = self.attend(q, ops.cast(k_all, q.dtype), ops.cast(v_all, q.dtype), visible)
+        return y, ops.stack([k_all, v_all])
 
     def get_config(self):
         return {**super().get_config(), "n_embd": self.n_embd, "n_head": self.n_head, "dropout": self.dropout}
@@ -109,6 +136,18 @@ class Block(layers.Layer):
         x = x + self.attn(self.ln1(x), training=training)
         return x + self.mlp(self.ln2(x), training=training)
 
+    def call_with_cache(self, x, cache, index):
+        """The block at positions index.. with its attention's cache: (output, new cache)."""
+        y, cache = self.attn.call_with_cache(self.ln1(x), cache, index)
+        x = x + y
+        return x + self.mlp(self.ln2(x)), cache
+
+    def start_as_identity(self) -> None:
+        """Zero the residual branches' output projections: the block then adds nothing (a
+        new block stacked on a trained model leaves its predictions as they were)."""
+        for dense in (self.attn.proj, self.fc_proj):
+            dense.kernel.assign(ops.zeros_like(dense.kernel))
+
     def get_config(self):
         return {**super().get_config(), "n_embd": self.n_embd, "n_head": self.n_head, "dropout": self.dropout}
 
@@ -128,9 +167,12 @@ class PositionEmbedding(layers.Layer):
             initializer=keras.initializers.RandomNormal(stddev=0.02),
         )
 
-    def call(self, x):
-        T = ops.shape(x)[1]
-        return x + ops.cast(self.pos[None, :T, :], x.dtype)  # (B, T, C)
+    def call(self, x, index=None):
+        """``x`` (B, n, C) plus the vectors of positions 0..n-1, or index..index+n-1."""
+        n = ops.shape(x)[1]
+        if index is None:
+            return x + ops.cast(self.pos[None, :n, :], x.dtype)  # (B, n, C)
+        return x + ops.cast(ops.take(self.pos, index + ops.arange(n), axis=0)[None], x.dtype)
 
     def get_config(self):
         return {**super().get_config(), "block_size": self.block_size, "n_embd": self.n_embd}
@@ -203,11 +245,117 @@ def load_model(path, compile: bool = True) -> keras.Model:
     A file that safe mode refuses (code inside it) or that is not a checkpoint at all ends
     in an :class:`LMError` naming the file, not in Keras' exception.
     """
+    schedule.keras_class()  # a checkpoint's optimizer may name the run's schedule
     try:
         return keras.models.load_model(path, safe_mode=True, compile=compile)
     except (ValueError, TypeError, OSError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise LMError(f"cannot load the checkpoint {path}: {first}") from err
+
+
+# ---------------------------------------------------------------------------- the parts, and the cached call
+
+
+class GPTParts:
+    """A GPT's layers in order, and its cached, incremental call: generation's form of the
+    model, through the same layers (and the same attention) as training's ``model(ids)``."""
+
+    def __init__(self, model: keras.Model):
+        self.wte, self.wpe, self.ln_f = (model.get_layer(n) for n in ("wte", "wpe", "ln_f"))
+        self.blocks = [layer for layer in model.layers if isinstance(layer, Block)]
+        self.embeddings, self.top = [self.wte, self.wpe], [self.ln_f]
+        self.block_size, self.vocab_size = self.wpe.block_size, self.wte.input_dim
+        self.n_head, self.head_dim = self.blocks[0].n_head, self.blocks[0].n_embd // self.blocks[0].n_head
+
+    def empty_cache(self, batch: int):
+        """Keys and values of every layer for a whole block: (L, 2, B, H, T, D), zeros."""
+        return ops.zeros((len(self.blocks), 2, batch, self.n_head, self.block_size, self.head_dim))
+
+    def call_with_cache(self, ids, cache, index):
+        """Logits (B, n, V) for ``ids`` (B, n) at positions index..index+n-1, attending to the
+        cache's earlier positions, and the cache with these written."""
+        x = self.wpe(self.wte(ids), index=index)  # (B, n, C)
+        caches = []
+        for i, block in enumerate(self.blocks):
+            x, layer_cache = block.call_with_cache(x, cache[i], index)
+            caches.append(layer_cache)
+        return self.wte(self.ln_f(x), reverse=True), ops.stack(caches)
+
+    def attention_weights(self, ids) -> np.ndarray:
+        """The attention weights of every layer and head over ``ids`` (1, n): (L, H, n, n)."""
+        x = self.wpe(self.wte(ids))
+        maps = []
+        for block in self.blocks:
+            out, att = block.attn.attention(block.ln1(x))  # att: (1, H, n, n)
+            maps.append(ops.convert_to_numpy(att)[0])
+            x = x + out
+            x = x + block.mlp(block.ln2(x))
+        return np.stack(maps)
+
+
+class RNNParts:
+    """A recurrent model's layers, and its incremental call: the state carries the text, as
+    the one-step model of TensorFlow's text-generation tutorial does."""
+
+    def __init__(self, model: keras.Model):
+        self.embedding, self.head = model.get_layer("embedding"), model.get_layer("head")
+        self.blocks = [layer for layer in model.layers if isinstance(layer, layers.LSTM | layers.GRU)]
+        self.embeddings, self.top = [self.embedding], [self.head]
+        self.block_size, self.vocab_size = None, self.embedding.input_dim
+
+    def empty_cache(self, batch: int):
+        """Each layer's zero state: (h, c) for an LSTM, (h,) for a GRU, each (B, units)."""
+        return tuple(
+            tuple(
+                ops.zeros((batch, layer.cell.units))
+                for _ in range(2 if isinstance(layer, layers.LSTM) else 1)
+            )
+            for layer in self.blocks
+        )
+
+    def call_with_cache(self, ids, state, index=None):
+        """Logits (B, n, V) for ``ids`` (B, n) (n known when traced) and the state after them."""
+        out = []
+        for t in range(ids.shape[1]):
+            x = self.embedding(ids[:, t])  # (B, E)
+            new = []
+            for layer, carried in zip(self.blocks, state, strict=True):
+                x, step_state = layer.cell(x, list(carried))
+                new.append(tuple(step_state))
+            state = tuple(new)
+            out.append(self.head(x))  # (B, V)
+        return ops.stack(out, axis=1), state
+
+
+def parts(model: keras.Model) -> GPTParts | RNNParts:
+    """The layers of a model :func:`build_model` made, by role (and its cached call)."""
+    names = {layer.name for layer in model.layers}
+    return GPTParts(model) if "wte" in names else RNNParts(model)
+
+
+def copy_weights(source: keras.Model, target: keras.Model, blocks: int) -> None:
+    """Copy the embeddings, the bottom ``blocks`` blocks and the top layers from ``source``."""
+    a, b = parts(source), parts(target)
+    pairs = zip(
+        [*a.embeddings, *a.blocks[:blocks], *a.top], [*b.embeddings, *b.blocks[:blocks], *b.top], strict=True
+    )
+    for src, dst in pairs:
+        dst.set_weights(src.get_weights())
+
+
+def freeze_bottom(model: keras.Model, blocks: int) -> None:
+    """Freeze the embeddings and the bottom ``blocks`` blocks (nothing when ``blocks`` is 0)."""
+    if blocks <= 0:
+        return
+    p = parts(model)
+    for layer in [*p.embeddings, *p.blocks[:blocks]]:
+        layer.trainable = False
+
+
+def hidden_states(model: keras.Model):
+    """The symbolic final hidden states (B, T, C) of a functional model: what a classifier reads."""
+    p = parts(model)
+    return p.ln_f.output if isinstance(p, GPTParts) else p.head.input
 
 
 def embedding_matrix(model: keras.Model) -> np.ndarray:

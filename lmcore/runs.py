@@ -2,7 +2,8 @@
 
 Layout of ``<runs dir>/<run id>/``::
 
-    config.json        model, training and data settings (a model is rebuilt from it alone)
+    config.json        the run's record (:class:`RunRecord`): model, training and data
+                       settings, lineage, device; a model is rebuilt from it alone
     tokenizer.json     the run's tokenizer
     corpus.txt         the cleaned text, for sources that cannot be loaded again (uploads,
                        files, URLs); built-in corpora are reloaded and checked by SHA-256
@@ -33,9 +34,19 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import lmcore
 from lmcore import LMError
+from lmcore.config import (
+    DataConfig,
+    GPTConfig,
+    RNNConfig,
+    TrainConfig,
+    config_from_dict,
+    train_config_from_dict,
+)
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
@@ -78,11 +89,11 @@ def resolve(run: str, root: Path) -> Path:
         raise LMError("invalid run id: it contains a NUL byte")
     path = Path(run)
     if os.sep in run or (os.altsep and os.altsep in run) or not RUN_ID.match(run):
-        if not (path / "config.json").is_file():
-            raise LMError(f"no run at {run!r} (a run id, or a run folder with config.json)")
+        if not has_record(path):
+            raise LMError(f"no run at {run!r} (a run id, or a run folder with {CONFIG})")
         return path
     path = root / check_run_id(run)
-    if not (path / "config.json").is_file():
+    if not has_record(path):
         raise LMError(f"no run {run!r} in {root}")
     return path
 
@@ -156,6 +167,94 @@ def read_jsonl(path: Path) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+# ---------------------------------------------------------------------------- the run's record
+
+CONFIG = "config.json"
+
+
+@dataclass
+class DataRecord:
+    """What a run trained on: a language model's corpus and tokens, or a classifier's examples."""
+
+    source: str = "builtin:python-docs"  # corpus (or labeled data) source string
+    tokenizer: str = "char"  # char | word | bpe
+    vocab_size: int | None = None  # word/bpe vocabulary size asked for (None = default)
+    text_column: str | None = None  # for CSV sources
+    clean: dict = field(default_factory=dict)  # corpus.CleanOptions fields
+    sha256: str | None = None  # the cleaned text's, checked when the corpus is loaded again
+    train_tokens: int | None = None
+    val_tokens: int | None = None
+    train_examples: int | None = None  # a classifier's
+    val_examples: int | None = None
+    test_examples: int | None = None
+    truncated: int | None = None  # texts cut to the block size
+
+    def config(self) -> DataConfig:
+        return DataConfig(self.source, self.tokenizer, self.vocab_size, self.text_column, dict(self.clean))
+
+
+@dataclass
+class RunRecord:
+    """A run's ``config.json``: written by :func:`write_record`, read by :func:`read_record`.
+
+    ``task`` is ``lm`` (language models, fine-tunes included) or ``classify``. Lineage: the
+    ``parent`` run (fine-tuning) and ``finetune``, the surgery made on it; ``comparison``
+    places a run in a comparison; ``head`` and ``labels`` describe a classifier's output.
+    """
+
+    model_name: str
+    model: GPTConfig | RNNConfig | None  # None only in a damaged or foreign config.json
+    train: TrainConfig
+    data: DataRecord = field(default_factory=DataRecord)
+    device: dict = field(default_factory=dict)  # where it trained: device, precision, strategy
+    task: str = "lm"
+    parent: str | None = None
+    finetune: dict | None = None
+    comparison: dict | None = None
+    head: dict | None = None
+    labels: list | None = None
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+    lmcore_version: str = lmcore.__version__
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["model"], out["train"] = asdict(self.model) if self.model else None, asdict(self.train)
+        kept = {f.name for f in fields(DataConfig)}  # the data settings, always; figures when known
+        out["data"] = {k: v for k, v in asdict(self.data).items() if k in kept or v is not None}
+        optional = ("finetune", "comparison", "head", "labels")
+        return {k: v for k, v in out.items() if k not in optional or v is not None}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunRecord:
+        """A record from ``config.json`` as any version wrote it (unknown keys are ignored)."""
+        known = {f.name for f in fields(DataRecord)}
+        record = {k: v for k, v in data.items() if k in {f.name for f in fields(cls)}}
+        model = data.get("model")
+        record["model"] = config_from_dict(model) if isinstance(model, dict) and "family" in model else None
+        record["train"] = train_config_from_dict(data.get("train") or {})
+        record["data"] = DataRecord(**{k: v for k, v in (data.get("data") or {}).items() if k in known})
+        return cls(**{"model_name": data.get("model_name") or "?", **record})
+
+
+def write_record(run_dir: Path, record: RunRecord) -> None:
+    write_json(run_dir / CONFIG, record.to_json())
+
+
+def read_record(run_dir: Path) -> RunRecord | None:
+    """The run's record, or None where ``config.json`` is missing or unreadable."""
+    data = read_json(run_dir / CONFIG)
+    if data is None:
+        return None
+    try:
+        return RunRecord.from_json(data)
+    except (TypeError, ValueError):
+        return None
+
+
+def has_record(run_dir: Path) -> bool:
+    return (run_dir / CONFIG).is_file()
 
 
 # ---------------------------------------------------------------------------- status
@@ -248,24 +347,23 @@ def training_lock(run_dir: Path):
 
 
 def summary(run_dir: Path) -> dict:
-    config = read_json(run_dir / "config.json", {})
-    config = {k: v if k not in ("data", "train") or isinstance(v, dict) else {} for k, v in config.items()}
+    record = read_record(run_dir)
     status = read_status(run_dir)
     return {
         "run_id": run_dir.name,
-        "model": config.get("model_name"),
-        "corpus": (config.get("data") or {}).get("source"),
-        "tokenizer": (config.get("data") or {}).get("tokenizer"),
+        "model": record.model_name if record else None,
+        "corpus": record.data.source if record else None,
+        "tokenizer": record.data.tokenizer if record else None,
         "status": status.get("status"),
         "step": status.get("step", 0),
-        "steps": (config.get("train") or {}).get("steps"),
+        "steps": record.train.steps if record else None,
         "val_loss": status.get("val_loss"),
         "best_val_loss": status.get("best_val_loss"),
         "message": status.get("message"),
         "updated": status.get("updated"),  # when its status last changed (time.time())
-        "created": config.get("created"),
-        "parent": config.get("parent"),  # the run this one was fine-tuned from
-        "task": config.get("task", "lm"),  # "lm", or "classify" for a classifier
+        "created": record.created if record else None,
+        "parent": record.parent if record else None,  # the run this one was fine-tuned from
+        "task": record.task if record else "lm",  # "lm", or "classify" for a classifier
         "path": str(run_dir),
     }
 
@@ -274,8 +372,8 @@ def list_runs(root: Path) -> list[dict]:
     """Summaries of every run under ``root``, newest first."""
     if not root.is_dir():
         return []
-    # A folder whose config cannot be read is not listed (and cannot break the listing).
-    found = [p for p in root.iterdir() if p.is_dir() and read_json(p / "config.json") is not None]
+    # A folder whose record cannot be read is not listed (and cannot break the listing).
+    found = [p for p in root.iterdir() if p.is_dir() and read_record(p) is not None]
     return [summary(p) for p in sorted(found, key=lambda p: p.name, reverse=True)]
 
 

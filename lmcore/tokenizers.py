@@ -21,6 +21,7 @@ import numpy as np
 from lmcore import LMError
 
 KINDS = ("char", "word", "bpe")
+DEFAULT_VOCAB = {"word": 10_000, "bpe": 512}  # vocabulary sizes when none is asked for (at most)
 
 
 class CharTokenizer:
@@ -91,7 +92,7 @@ class WordTokenizer:
         self.index = {w: i for i, w in enumerate(vocab)}
 
     @classmethod
-    def train(cls, text: str, vocab_size: int = 10_000, **_) -> WordTokenizer:
+    def train(cls, text: str, vocab_size: int = DEFAULT_VOCAB["word"], **_) -> WordTokenizer:
         counts = Counter(m.group() for m in _WORD_PIECES.finditer(text))  # no list of every piece
         common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(1, vocab_size - 1)]
         return cls([cls.UNK, *[w for w, _ in common]])
@@ -148,7 +149,7 @@ class BPETokenizer:
         self._tok = tokenizer
 
     @classmethod
-    def train(cls, text: str, vocab_size: int = 512, **_) -> BPETokenizer:
+    def train(cls, text: str, vocab_size: int = DEFAULT_VOCAB["bpe"], **_) -> BPETokenizer:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         tok = Tokenizer(models.BPE())

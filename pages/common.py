@@ -251,6 +251,36 @@ def _kept(key: str, kept: dict):
     return key
 
 
+def _source_widgets(kind: str, key: str, kept: dict):
+    """The widgets of one kind of source; returns (load(options), source or None for an
+    upload, text column), or None while there is nothing to load."""
+    if kind == "builtin":
+        source = st.selectbox("Corpus", corpus.BUILTIN_SOURCES, key=_kept(f"{key}-builtin", kept))
+        return (lambda opts: load_source(source, opts)), source, None
+    if kind == "url":
+        source = st.text_input("http(s) address of a text file", key=_kept(f"{key}-url", kept)).strip()
+        if source and not source.startswith(("http://", "https://")):
+            st.error("The address must start with http:// or https://")
+        ok = source.startswith(("http://", "https://"))
+        return ((lambda opts: load_source(source, opts)), source, None) if ok else None
+    upload = st.file_uploader("Text file (.txt, .md, .csv)", type=["txt", "md", "csv"], key=f"{key}-up")
+    if upload is not None:
+        refused = upload_refused(upload.getvalue(), upload.name)
+        if refused:
+            st.error(refused)
+            return None
+        kept["upload"] = (upload.name, upload.getvalue())
+    elif "upload" in kept:
+        st.caption(f"Using your earlier upload, {plain(kept['upload'][0])}; choose a file to replace it.")
+    else:
+        return None
+    name, data = kept["upload"]
+    column = None
+    if name.lower().endswith(".csv"):
+        column = st.text_input("Text column", value="text", key=_kept(f"{key}-col", kept)) or None
+    return (lambda opts: load_upload(data, name, opts, column)), None, column
+
+
 def corpus_picker(key: str = "data") -> tuple[corpus.Corpus | None, corpus.Corpus | None, str | None]:
     """Widgets to choose and clean a corpus; returns (cleaned, uncleaned, source for training).
 
@@ -270,48 +300,18 @@ def corpus_picker(key: str = "data") -> tuple[corpus.Corpus | None, corpus.Corpu
         "lowercase": cols[1].checkbox("Lowercase", key=_kept(f"{key}-lower", kept)),
         "remove_special": cols[2].checkbox("Remove special characters", key=_kept(f"{key}-special", kept)),
     }
-    text_column = None
     try:
-        if kind == "builtin":
-            source = st.selectbox("Corpus", corpus.BUILTIN_SOURCES, key=_kept(f"{key}-builtin", kept))
-            load = lambda opts: load_source(source, opts)
-        elif kind == "upload":
-            upload = st.file_uploader(
-                "Text file (.txt, .md, .csv)", type=["txt", "md", "csv"], key=f"{key}-up"
-            )
-            if upload is not None:
-                refused = upload_refused(upload.getvalue(), upload.name)
-                if refused:
-                    st.error(refused)
-                    return None, None, None
-                kept["upload"] = (upload.name, upload.getvalue())
-            elif "upload" in kept:
-                name = plain(kept["upload"][0])
-                st.caption(f"Using your earlier upload, {name}; choose a file to replace it.")
-            else:
-                return None, None, None
-            name, data = kept["upload"]
-            if name.lower().endswith(".csv"):
-                text_column = (
-                    st.text_input("Text column", value="text", key=_kept(f"{key}-col", kept)) or None
-                )
-            load = lambda opts: load_upload(data, name, opts, text_column)
-            source = None  # saved for training only once it has decoded
-        else:
-            source = st.text_input("http(s) address of a text file", key=_kept(f"{key}-url", kept)).strip()
-            if not source:
-                return None, None, None
-            if not source.startswith(("http://", "https://")):
-                st.error("The address must start with http:// or https://")
-                return None, None, None
-            load = lambda opts: load_source(source, opts)
+        chosen = _source_widgets(kind, key, kept)
+        if chosen is None:
+            return None, None, None
+        load, source, text_column = chosen
         for k in ("kind", "html", "lower", "special", "builtin", "col", "url"):
             if f"{key}-{k}" in st.session_state:
                 kept[f"{key}-{k}"] = st.session_state[f"{key}-{k}"]
         cleaned = load(options)
         raw = load({}) if any(options.values()) else cleaned
-        if source is None:
-            source = str(upload_path(data, name))
+        if source is None:  # an upload: saved for training only once it has decoded
+            source = str(upload_path(kept["upload"][1], kept["upload"][0]))
     except LMError as err:
         st.error(plain(err))
         st.stop()
@@ -423,11 +423,14 @@ def live_figure(run_dir: str, size: int, smooth: float, log_y: bool, x: str) -> 
 
 
 def config_rows(run_dir: Path) -> dict:
-    """A run's config flattened to ``section.key`` columns, for tables and diffs."""
-    config = runs.read_json(run_dir / "config.json", {}) or {}
-    flat = {"model_name": config.get("model_name")}
+    """A run's record flattened to ``section.key`` columns, for tables and diffs."""
+    record = runs.read_record(run_dir)
+    if record is None:
+        return {"model_name": None}
+    sections = record.to_json()
+    flat = {"model_name": record.model_name}
     for section in ("model", "train", "data", "device"):  # device: where, precision, strategy
-        for k, v in (config.get(section) or {}).items():
+        for k, v in (sections.get(section) or {}).items():
             flat[f"{section}.{k}"] = v if not isinstance(v, dict | list) else str(v)
     if policy().public and "data.source" in flat:  # a file's name, never the server's folders
         flat["data.source"] = corpus_label(flat["data.source"])
@@ -480,58 +483,67 @@ def curve_controls(key: str) -> dict:
     }
 
 
+def _status_line(box, state: dict, df: pd.DataFrame, total: int) -> None:
+    """The run's state in one element: queued, starting, failed, removed, or a progress bar."""
+    status, step = state["status"], int(state.get("step") or 0)
+    if status == "queued":
+        box.info(
+            f"Queued: number {state['position']} of {state['queue_length']} waiting. It starts when one "
+            f"of the {state['slots']} training slots frees (LMLAB_MAX_JOBS sets how many)."
+        )
+    elif status == "starting":
+        box.info("Starting: loading the corpus and TensorFlow…")
+    elif status == "failed":
+        box.error(f"Failed: {shown(state.get('message'))}")
+    elif status == "evicted":
+        box.warning(
+            f"This run ({state['bytes'] / 2**20:.0f} MB) was removed to keep the server's disk budget."
+        )
+    else:
+        eta = ""
+        if status == "running" and len(df) >= 2:
+            seconds = max(df["time"].iloc[-1] - df["time"].iloc[0], 1e-9)
+            rate = (df["step"].iloc[-1] - df["step"].iloc[0]) / seconds
+            eta = f" · ETA {fmt_seconds((total - step) / rate)}" if rate > 0 else ""
+        val = f" · val loss {state['val_loss']:.4f}" if state.get("val_loss") is not None else ""
+        box.progress(min(step / total, 1.0), text=f"**{status}** · step {step}/{total}{val}{eta}")
+        if status == "stopped" and state.get("message"):
+            box.caption(shown(state["message"]))
+
+
+def _controls(box, run_id: str, status: str) -> None:
+    """Stop or Cancel for whoever may manage the run (public mode: its session, or the admin)."""
+    from lmcore import jobs
+
+    manage = may_manage(run_id)
+    if status in ("running", "starting") and manage:
+        if box.button("Stop", key=f"stop-{run_id}", type="primary"):
+            jobs.stop(runs_root(), run_id, actor(), policy())
+            st.toast("Stop requested: the run saves a checkpoint and ends after the current step.")
+    elif status in ("running", "starting", "queued"):
+        box.caption("Started by another visitor: only they (or the admin) can stop it.")
+    if status == "queued" and manage and box.button("Cancel", key=f"cancel-{run_id}"):
+        jobs.stop(runs_root(), run_id, actor(), policy())
+        st.rerun()
+    if status == "interrupted":
+        box.caption("Resume it on the Runs page.")
+
+
 def run_view(run_id: str, controls: dict) -> str:
     """Progress, live curves, the latest sample and a Stop button for one run; returns its status."""
     from lmcore import jobs
 
     root = runs_root()
     state = jobs.state(root, run_id)
-    status = state["status"]
     run_dir = root / run_id
-    config = runs.read_json(run_dir / "config.json", {}) or {}
-    total = state.get("total_steps") or (config.get("train") or {}).get("steps") or 1
+    record = runs.read_record(run_dir)
+    total = state.get("total_steps") or (record.train.steps if record else None) or 1
     df = metrics_frame(run_dir) if run_dir.is_dir() else pd.DataFrame()
-    step = int(state.get("step") or 0)
-
     head = st.columns([3, 1])
-    if status == "queued":
-        head[0].info(
-            f"Queued: number {state['position']} of {state['queue_length']} waiting. It starts when one "
-            f"of the {state['slots']} training slots frees (LMLAB_MAX_JOBS sets how many)."
-        )
-    elif status == "starting":
-        head[0].info("Starting: loading the corpus and TensorFlow…")
-    elif status == "failed":
-        head[0].error(f"Failed: {shown(state.get('message'))}")
-    elif status == "evicted":
-        size = f"{state['bytes'] / 2**20:.0f} MB"
-        head[0].warning(f"This run ({size}) was removed to keep the server's disk budget.")
-    else:
-        eta = ""
-        if status == "running" and len(df) >= 2:
-            rate = (df["step"].iloc[-1] - df["step"].iloc[0]) / max(
-                df["time"].iloc[-1] - df["time"].iloc[0], 1e-9
-            )
-            eta = f" · ETA {fmt_seconds((total - step) / rate)}" if rate > 0 else ""
-        val = f" · val loss {state['val_loss']:.4f}" if state.get("val_loss") is not None else ""
-        head[0].progress(min(step / total, 1.0), text=f"**{status}** · step {step}/{total}{val}{eta}")
-        if status == "stopped" and state.get("message"):
-            head[0].caption(shown(state["message"]))
+    _status_line(head[0], state, df, total)
     if state.get("job_error"):
         st.error(f"Resuming failed: {shown(state['job_error'])}")
-    manage = may_manage(run_id)
-    if status in ("running", "starting") and manage:
-        if head[1].button("Stop", key=f"stop-{run_id}", type="primary"):
-            jobs.stop(root, run_id, actor(), policy())
-            st.toast("Stop requested: the run saves a checkpoint and ends after the current step.")
-    elif status in ("running", "starting", "queued"):
-        head[1].caption("Started by another visitor: only they (or the admin) can stop it.")
-    if status == "queued" and manage and head[1].button("Cancel", key=f"cancel-{run_id}"):
-        jobs.stop(root, run_id, actor(), policy())
-        st.rerun()
-    if status == "interrupted":
-        head[1].caption("Resume it on the Runs page.")
-
+    _controls(head[1], run_id, state["status"])
     if not df.empty:
         size = (run_dir / "metrics.jsonl").stat().st_size
         fig = live_figure(str(run_dir), size, controls["smooth"], controls["log_y"], controls["x"])
@@ -540,9 +552,9 @@ def run_view(run_id: str, controls: dict) -> str:
         if samples:
             st.markdown(f"**Sample at step {samples[-1]['step']}**")
             st.text(samples[-1]["prompt"] + samples[-1]["text"])
-    elif status == "failed":
+    elif state["status"] == "failed":
         st.code(hide_paths(jobs.log_tail(root, run_id)), language=None)
-    return status
+    return state["status"]
 
 
 REFRESH_S = (1.0, 5.0)  # the live view's refresh interval, fastest and slowest

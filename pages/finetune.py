@@ -6,7 +6,7 @@ import io
 import pandas as pd
 import streamlit as st
 
-from lmcore import LMError, classify, corpus, finetune, jobs, runs
+from lmcore import LMError, classify, compare, corpus, finetune, jobs, runs, specs, train
 from pages import common
 
 common.route_through_app()
@@ -27,12 +27,12 @@ parent_row = by_id[
         "Pre-trained run", list(by_id), format_func=lambda i: common.run_label(by_id[i]), key="ft-parent"
     )
 ]
-parent_config = runs.read_json(root / parent_row["run_id"] / "config.json", {}) or {}
-model_config = parent_config["model"]
-n_layer = model_config["n_layer"]
+parent_record = runs.read_record(root / parent_row["run_id"])
+model_config = parent_record.model
+n_layer = model_config.n_layer
 st.caption(
     f"{parent_row['model']} trained on {common.corpus_label(parent_row['corpus'])} with the "
-    f"{parent_row['tokenizer']} tokenizer; {n_layer} blocks, context {model_config['block_size']} tokens."
+    f"{parent_row['tokenizer']} tokenizer; {n_layer} blocks, context {model_config.block_size} tokens."
 )
 
 target = st.radio("Target", ["New text (language model)", "Labeled texts (classifier)"], horizontal=True)
@@ -66,9 +66,9 @@ if as_classifier:
 else:
     # Offline-friendly first: the generated reviews; Tiny Shakespeare needs a download once.
     order = ["builtin:reviews", "builtin:markov", "builtin:python-docs", "builtin:tiny-shakespeare"]
-    choices = [c for c in order if c in corpus.BUILTIN_SOURCES and c != parent_config["data"]["source"]]
+    choices = [c for c in order if c in corpus.BUILTIN_SOURCES and c != parent_record.data.source]
     chosen = st.session_state.get("corpus_source")
-    if chosen and chosen not in choices and chosen != parent_config["data"]["source"]:
+    if chosen and chosen not in choices and chosen != parent_record.data.source:
         choices.insert(0, chosen)
     source = st.selectbox(
         "New text (choose others on the Data page)", choices, format_func=common.corpus_label
@@ -84,7 +84,7 @@ freeze = (
 )
 cols = st.columns(3)
 body_frozen = freeze in ("all", kept) and not add_layers
-parent_lr = parent_config["train"]["lr"]
+parent_lr = parent_record.train.lr
 base_lr = (
     classify.default_lr(parent_lr, body_frozen=body_frozen)
     if as_classifier
@@ -116,35 +116,30 @@ st.dataframe(
     hide_index=True,
 )
 
-options = ["--from", parent_row["run_id"], "--freeze", str(freeze), "--drop-top", str(int(drop_top))]
-options += [
-    "--add-layers",
-    str(int(add_layers)),
-    "--lr",
-    str(lr),
-    "--steps",
-    str(int(steps)),
-    "--seed",
-    str(int(seed)),
-]
+surgery = dict(freeze=freeze, drop_top=int(drop_top), add_layers=int(add_layers))
+overrides = dict(lr=lr, steps=int(steps), seed=int(seed))
+if as_classifier:
+    spec = specs.ClassifySpec(
+        parent_row["run_id"], data, text_column, label_column, **surgery, overrides=overrides
+    )
+else:
+    spec = specs.FinetuneSpec(
+        parent_row["run_id"], source, **surgery, overrides=overrides, name=f"ft-{parent_row['model']}"
+    )
+# The child's size and memory, by the checks the trainer makes again.
+child = finetune.child_model_config(model_config, s)
+try:
+    check = train.preflight(child, finetune.train_config_for(parent_record.train, **overrides))
+    need = check.estimate["total_bytes"] / 2**30
+    st.caption(f"Training needs about {need:.1f} GB ({check.estimate['parameters']:,} parameters).")
+except LMError as err:
+    st.error(common.shown(err))
 who = dict(actor=common.actor(), policy=common.policy())
 if common.policy().public and not common.actor().admin:
     st.caption(f"Public mode: {common.caps_text()}")
 if st.button("Start fine-tuning", type="primary"):
     try:
-        if as_classifier:
-            args = [
-                "train",
-                *options,
-                "--data",
-                data,
-                f"--text-column={text_column}",
-                f"--label-column={label_column}",
-            ]
-            run_id = jobs.launch(root, args, "classify", "classifier", command="classify", **who)
-        else:
-            args = [*options, "--corpus", source]
-            run_id = jobs.launch(root, args, f"ft-{parent_row['model']}", command="finetune", **who)
+        run_id = jobs.launch(root, spec, **who)
     except LMError as err:  # public mode: one job per visitor, the caps
         st.error(common.shown(err))
     else:
@@ -173,26 +168,15 @@ cols = st.columns(3)
 n_seeds = cols[0].number_input("Seeds", 1, 5, 3)
 cmp_steps = cols[1].number_input("Steps per run", 10, common.step_cap(), int(steps), step=50)
 if cols[2].button("Run the comparison"):
-    cid = runs.new_run_id("compare", "compare")
-    common_args = [
-        "--from",
-        parent_row["run_id"],
-        "--steps",
-        str(int(cmp_steps)),
-        "--seeds",
-        str(int(n_seeds)),
-    ]
-    if as_classifier:
-        argv = ["classify", "compare", *common_args, "--data", data]
-        argv += [f"--text-column={text_column}", f"--label-column={label_column}"]
-    else:
-        argv = ["compare", *common_args, "--corpus", source]
+    target = (data, text_column, label_column) if as_classifier else (source,)
+    task = "classify" if as_classifier else "lm"
+    cmp = specs.CompareSpec(task, parent_row["run_id"], *target, steps=int(cmp_steps), seeds=int(n_seeds))
     try:
-        st.session_state["ft_compare"] = jobs.submit(root, cid, [*argv, "--compare-id", cid], **who)
+        st.session_state["ft_compare"] = jobs.launch(root, cmp, **who)
     except LMError as err:
         st.error(common.shown(err))
 
-tables = {t["compare_id"]: t for t in classify.list_comparisons(root)}
+tables = {t["compare_id"]: t for t in compare.list_comparisons(root)}
 wanted = st.session_state.get("ft_compare")
 if wanted or tables:
     ids = list(dict.fromkeys([*([wanted] if wanted else []), *tables]))
@@ -200,7 +184,7 @@ if wanted or tables:
 
     @st.fragment(run_every=2.0)
     def comparison():
-        table = classify.read_comparison(root, shown)
+        table = compare.read_comparison(root, shown)
         if table is None:
             state = jobs.state(root, shown)
             if state["status"] == "failed":

@@ -81,7 +81,7 @@ if st.button("Generate", type="primary"):
             "run": run["run_id"],
             "model": (str(run_dir), which, ckpt.stat().st_mtime),
             "names": {c.token_id: tok.token(c.token_id) for s in shown for c in s.candidates},
-            "family": logits_fn.config["family"],
+            "family": logits_fn.config.family,
             "prompt_ids": ids,
             "notes": notes,  # shown below, after the rerun
             "seen": seen,

@@ -68,17 +68,17 @@ def run_token_probs(run_path: str, sentence: str) -> np.ndarray:
 def run_bits_per_char(run_path: str) -> float:
     """The run's best validation loss in bits per character (tokens/char converts other tokenizers)."""
     run_dir = Path(run_path)
-    data = runs.read_json(run_dir / "config.json")["data"]
+    data = runs.read_record(run_dir).data
     bits_per_token = runs.read_status(run_dir)["best_val_loss"] / math.log(2)
-    if data["tokenizer"] == "char":
+    if data.tokenizer == "char":
         return bits_per_token
     saved = run_dir / "corpus.txt"
     chars = (
         len(saved.read_text(encoding="utf-8"))
         if saved.is_file()
-        else len(corpus_text((data["source"], tuple(sorted(data["clean"].items())), data["text_column"])))
+        else len(corpus_text((data.source, tuple(sorted(data.clean.items())), data.text_column)))
     )
-    return bits_per_token * (data["train_tokens"] + data["val_tokens"]) / chars
+    return bits_per_token * (data.train_tokens + data.val_tokens) / chars
 
 
 def run_embeddings(run_path: str) -> tuple[np.ndarray, list[str]]:

@@ -4,9 +4,8 @@ from dataclasses import replace
 
 import streamlit as st
 
-from lmcore import LMError, corpus, data, jobs, tokenizers
-from lmcore import train as train_mod
-from lmcore.config import MODEL_NAMES, make_config
+from lmcore import LMError, corpus, device, jobs, schedule, specs, tokenizers, train
+from lmcore.config import MODEL_NAMES, OPTIMIZERS, SCHEDULES, DataConfig, make_config, make_train_config
 from pages import common
 
 common.route_through_app()
@@ -35,38 +34,32 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
     )
     kind = cols[1].selectbox("Tokenizer", tokenizers.KINDS)
     name = cols[2].text_input("Run name (optional)", max_chars=40)
-    recipe = train_mod.make_train_config(model)
-    preset = make_config(model)
+    recipe = make_train_config(model)
     cols = st.columns(4)
-    by_epochs = (
-        cols[0].radio(
-            "Length in", ["steps", "epochs"], index=1 if model == "seed-lstm" else 0, key=f"unit-{model}"
-        )
-        == "epochs"
+    unit = cols[0].radio(
+        "Length in", ["steps", "epochs"], index=int(model == "seed-lstm"), key=f"unit-{model}"
     )
+    by_epochs = unit == "epochs"
     length = (
         cols[1].number_input("Epochs", 0.1, 100.0, 10.0 if model == "seed-lstm" else 1.0, key=f"ep-{model}")
         if by_epochs
         else cols[1].number_input("Steps", 10, common.step_cap(), 1000, step=100, key=f"st-{model}")
     )
     batch = cols[2].number_input("Batch size", 1, 1024, recipe.batch_size, key=f"b-{model}")
-    block = cols[3].number_input("Block size", 4, 1024, preset.block_size, key=f"t-{model}")
+    block = cols[3].number_input("Block size", 4, 1024, make_config(model).block_size, key=f"t-{model}")
     cols = st.columns(4)
     lr = cols[0].number_input(
         "Learning rate", 1e-6, 1.0, recipe.lr, step=1e-4, format="%.5f", key=f"lr-{model}"
     )
-    schedule = cols[1].selectbox(
-        "Schedule", train_mod.SCHEDULES, index=train_mod.SCHEDULES.index(recipe.schedule), key=f"sch-{model}"
+    chosen_schedule = cols[1].selectbox(
+        "Schedule", SCHEDULES, index=SCHEDULES.index(recipe.schedule), key=f"sch-{model}"
     )
     optimizer = cols[2].selectbox(
-        "Optimizer",
-        train_mod.OPTIMIZERS,
-        index=train_mod.OPTIMIZERS.index(recipe.optimizer),
-        key=f"opt-{model}",
+        "Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(recipe.optimizer), key=f"opt-{model}"
     )
     seed = cols[3].number_input("Seed", 0, 2**31 - 1, recipe.seed, key=f"seed-{model}")
     warmup = recipe.warmup_steps
-    if schedule == "cosine":
+    if chosen_schedule == "cosine":
         warmup = st.number_input("Warm-up steps", 0, 10_000, recipe.warmup_steps, key=f"wu-{model}")
 
     # The Data page's cleaning and CSV column apply to the corpus chosen there, not to others.
@@ -75,73 +68,59 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
     column = st.session_state.get("corpus_text_column") if own else None
     if clean:
         st.caption(f"With the Data page's cleaning: {', '.join(k.replace('_', ' ') for k in clean)}.")
+    c = replace(
+        recipe,
+        steps=int(length) if not by_epochs else recipe.steps,
+        batch_size=int(batch),
+        lr=lr,
+        schedule=chosen_schedule,
+        optimizer=optimizer,
+        warmup_steps=int(warmup),
+        seed=int(seed),
+    )
+    spec = specs.TrainSpec(
+        model,
+        DataConfig(source, kind, text_column=column, clean=dict(clean)),
+        c,
+        block_size=int(block),
+        epochs=float(length) if by_epochs else None,
+        name=name or None,
+    )
     try:
         text = common.load_source(source, clean, column).text
-        chars = len(text)
     except LMError as err:  # e.g. offline: say so, and keep the page (and a followed run) working
         st.error(common.plain(err))
-        text, chars = "", None
-    # Too big for this machine? Said here, before a job is started (the trainer checks again).
-    vocab = {"char": len(common.distinct_chars(text)), "word": 10_000, "bpe": 512}[kind]
-    sizes = make_config(model, vocab_size=max(vocab, 1), block_size=int(block))
-    fits = True
+        text = None
+    # Too big for this machine, too long for this server? Said here, before a job is started,
+    # by the same checks the trainer makes again.
+    fits = text is not None
     try:
-        est = train_mod.check_memory(sizes, replace(recipe, batch_size=int(batch), optimizer=optimizer))
-        have, where = train_mod.available_memory()
+        chars = len(common.distinct_chars(text or "")) if kind == "char" else None  # cached per text
+        check = train.form_preflight(model, kind, c, text or "", int(block), spec.epochs, chars)
+        have, where = device.available_memory()
         st.caption(
-            f"Training needs about {est['total_bytes'] / 2**30:.1f} GB "
-            f"({est['parameters']:,} parameters); {have / 2**30:.0f} GB of {where}."
+            f"Training needs about {check.estimate['total_bytes'] / 2**30:.1f} GB "
+            f"({check.estimate['parameters']:,} parameters); {have / 2**30:.0f} GB of {where}."
         )
-        if "note" in est:  # a small host: XLA off, so that it fits
-            st.caption(est["note"] + ".")
-        if kind == "char" and chars is not None:  # one token per character: the length is known now
-            data.check_length(*data.split(range(chars)), int(block))
+        if "note" in check.estimate:  # a small host: XLA off, so that it fits
+            st.caption(check.estimate["note"] + ".")
+        if check.steps > common.step_cap():  # epochs past the server's cap (public mode)
+            cap = common.step_cap()
+            st.error(f"About {check.steps:,} steps: this server trains at most {cap:,}; fewer epochs.")
+            fits = False
     except LMError as err:
         st.error(common.plain(err))
-        fits = False
-    steps = int(length) if not by_epochs else max(1, int(length * 0.9 * (chars or 0) / (batch * block)))
-    if steps > common.step_cap():  # epochs estimated past the server's cap (public mode)
-        st.error(f"About {steps:,} steps: this server trains at most {common.step_cap():,}; fewer epochs.")
-        fits = False
+        fits, check = False, None
     if common.policy().public and not common.actor().admin:
         st.caption(f"Public mode: {common.caps_text()}")
-    preview = replace(recipe, steps=steps, lr=lr, schedule=schedule, warmup_steps=warmup)
-    x, y = train_mod.lr_curve(preview)
-    st.plotly_chart(
-        common.px_line(x, y, "Learning-rate schedule" + (" (steps estimated)" if by_epochs else "")),
-        key="lr-preview",
-    )
+    preview = replace(c, steps=check.steps if check else c.steps)
+    x, y = schedule.lr_curve(preview)
+    estimated = " (steps estimated)" if check and check.steps_estimated else ""
+    st.plotly_chart(common.px_line(x, y, "Learning-rate schedule" + estimated), key="lr-preview")
 
-    if st.button("Start training", type="primary", disabled=chars is None or not fits):
-        args = [
-            "--corpus",
-            source,
-            "--model",
-            model,
-            "--tokenizer",
-            kind,
-            "--batch-size",
-            str(batch),
-            "--block-size",
-            str(block),
-            "--lr",
-            str(lr),
-            "--schedule",
-            schedule,
-            "--optimizer",
-            optimizer,
-            "--warmup-steps",
-            str(warmup),
-            "--seed",
-            str(seed),
-            *(["--epochs", str(length)] if by_epochs else ["--steps", str(int(length))]),
-        ]
-        args += [f"--{k.replace('_', '-')}" for k in clean]
-        if column:
-            args += [f"--text-column={column}"]  # "=" keeps a name starting with "-" an argument
+    if st.button("Start training", type="primary", disabled=not fits):
         try:
-            who = dict(actor=common.actor(), policy=common.policy())
-            run_id = jobs.launch(root, args, name or None, model, **who)
+            run_id = jobs.launch(root, spec, actor=common.actor(), policy=common.policy())
         except LMError as err:  # public mode: one job per visitor, the caps
             st.error(common.shown(err))
         else:

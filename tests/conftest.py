@@ -42,11 +42,10 @@ def small_file(tmp_path_factory, small_text) -> Path:
 def tiny_run(tmp_path_factory, small_file):
     """One completed run of the tiny GPT, shared by the tests that only read it."""
     from lmcore import train
+    from lmcore.config import DataConfig, make_train_config
 
     root = tmp_path_factory.mktemp("shared-runs")
-    job = train.prepare(
-        "tiny", train.DataConfig(source=str(small_file)), train.make_train_config("tiny", **TINY)
-    )
+    job = train.prepare("tiny", DataConfig(source=str(small_file)), make_train_config("tiny", **TINY))
     result = train.start(job, root, name="shared")
     assert result["status"] == "completed"
     return Path(result["run_dir"])

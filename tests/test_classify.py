@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from lmcore import LMError, classify, corpus, finetune, reviews, runs
+from lmcore import LMError, classify, compare, corpus, finetune, labeled, reviews, runs
 
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -68,31 +68,31 @@ def test_builtin_reviews_are_balanced_split_and_not_keyword_separable():
 )
 def test_bad_csvs_get_clear_messages(tmp_path, text, message):
     with pytest.raises(LMError, match=re.escape(message)):
-        classify.load_labeled(_csv(tmp_path, text))
+        labeled.load_labeled(_csv(tmp_path, text))
 
 
 def test_a_csv_with_many_labels_splits_every_label(tmp_path):
     rows = [f"text {i} of {k},{k}" for k in ("red", "green", "blue", "gold") for i in range(10)]
-    data = classify.load_labeled(_csv(tmp_path, "text,label\n" + "\n".join(rows) + "\n"))
+    data = labeled.load_labeled(_csv(tmp_path, "text,label\n" + "\n".join(rows) + "\n"))
     assert data.labels == ["blue", "gold", "green", "red"]
     assert sorted({label for _, label in data.test}) == data.labels  # every label is tested
     assert len(data.test) == 8 and len(data.train) == 32
     assert not {t for t, _ in data.test} & {t for t, _ in data.train}
-    other = classify.load_labeled(_csv(tmp_path, "text,label\n" + "\n".join(rows) + "\n"))
+    other = labeled.load_labeled(_csv(tmp_path, "text,label\n" + "\n".join(rows) + "\n"))
     assert other.test == data.test  # the held-out split does not move between runs
 
 
 def test_unknown_sources_are_refused(tmp_path):
     with pytest.raises(LMError, match="unknown labeled data"):
-        classify.load_labeled("builtin:nothing")
+        labeled.load_labeled("builtin:nothing")
     with pytest.raises(LMError, match="must be a .csv file"):
-        classify.load_labeled(_csv(tmp_path, "hello", "notes.txt"))
+        labeled.load_labeled(_csv(tmp_path, "hello", "notes.txt"))
 
 
 def test_imdb_ids_decode_back_to_words():
     index = {"the": 1, "film": 2, "was": 3, "fine": 4}
     # Keras shifts word ids by 3: 0 padding, 1 start, 2 unknown; 3 + rank is the word.
-    assert classify.decode_imdb([[1, 4, 5, 6, 7, 2]], index) == ["the film was fine"]
+    assert labeled.decode_imdb([[1, 4, 5, 6, 7, 2]], index) == ["the film was fine"]
 
 
 # ---------------------------------------------------------------------------- encoding and metrics
@@ -220,7 +220,7 @@ def test_summary_gives_means_and_per_seed_margins():
         {"variant": "fine-tuned, body frozen", "seed": 1, "accuracy": 0.55, "macro_f1": 0.5},
     ]
     table = {"kind": "classify", "metric": "accuracy", "better": "higher", "runs": runs_}
-    out = classify.summarize(table)
+    out = compare.summarize(table)
     rows = {r["variant"]: r for r in out["rows"]}
     assert rows["fine-tuned"]["mean"] == pytest.approx(0.675) and rows["fine-tuned"]["std"] == pytest.approx(
         0.025
@@ -229,7 +229,7 @@ def test_summary_gives_means_and_per_seed_margins():
     # per seed: +0.20 and +0.05 -> mean +0.125, worst +0.05; frozen only has seed 1: +0.05
     assert out["margins"]["fine-tuned vs from scratch"].startswith("+0.1250 mean, +0.0500 worst seed over 2")
     assert out["margins"]["fine-tuned, body frozen vs from scratch"].startswith("+0.0500 mean")
-    lm = classify.summarize({**table, "metric": "val_loss", "better": "lower", "kind": "lm", "runs": [
+    lm = compare.summarize({**table, "metric": "val_loss", "better": "lower", "kind": "lm", "runs": [
         {"variant": "from scratch", "seed": 1, "val_loss": 2.0},
         {"variant": "fine-tuned", "seed": 1, "val_loss": 1.5},
     ]})  # fmt: skip
@@ -244,8 +244,8 @@ def test_classify_compare_trains_three_variants_per_seed(classifier_run, tmp_pat
     out = _cli("classify", "compare", *args, "--runs-dir", str(root), "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     table = json.loads(out.stdout.strip().splitlines()[-1])
-    assert table == classify.read_comparison(root, "cmp-test") and table["status"] == "completed"
-    assert [r["variant"] for r in table["runs"]] == list(classify.VARIANTS)
+    assert table == compare.read_comparison(root, "cmp-test") and table["status"] == "completed"
+    assert [r["variant"] for r in table["runs"]] == list(compare.VARIANTS)
     lineage = [runs.read_json(root / r["run_id"] / "config.json")["parent"] for r in table["runs"]]
     assert lineage == [None, parent, parent]  # from scratch borrows the tokenizer only
     frozen = runs.read_json(root / table["runs"][2]["run_id"] / "results.json")

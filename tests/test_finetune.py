@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ROOT, TINY
 from lmcore import LMError, finetune, runs
+from lmcore.config import config_from_dict
 
 NEW_TEXT = "Ünïcödé text with “quotes” and plain words that come back again and again. " * 60
 
@@ -33,7 +34,7 @@ def _weights(model, name):
 
 
 def test_plan_says_which_layers_are_frozen_dropped_and_new():
-    config = {"family": "gpt", "n_layer": 4}
+    config = config_from_dict({"family": "gpt", "n_layer": 4})
     rows = finetune.plan(config, finetune.Surgery(freeze=2, drop_top=1, add_layers=2))
     assert [(r["layer"], r["state"]) for r in rows] == [
         ("wte", "frozen"),
@@ -46,7 +47,9 @@ def test_plan_says_which_layers_are_frozen_dropped_and_new():
         ("block_4", "new"),
         ("ln_f", "trainable"),
     ]
-    rnn = finetune.plan({"family": "lstm", "n_layer": 2}, finetune.Surgery(freeze=0, drop_top=1))
+    rnn = finetune.plan(
+        config_from_dict({"family": "lstm", "n_layer": 2}), finetune.Surgery(freeze=0, drop_top=1)
+    )
     assert [(r["layer"], r["state"]) for r in rnn] == [
         ("embedding", "trainable"),
         ("lstm_0", "trainable"),
@@ -65,7 +68,7 @@ def test_plan_says_which_layers_are_frozen_dropped_and_new():
 )
 def test_impossible_surgery_is_refused(surgery, message):
     with pytest.raises(LMError, match=message):
-        finetune.check_surgery({"family": "gpt", "n_layer": 2}, surgery)
+        finetune.check_surgery(config_from_dict({"family": "gpt", "n_layer": 2}), surgery)
 
 
 def test_dropping_and_adding_blocks_changes_shapes_and_parameter_counts(tiny_run):
@@ -73,7 +76,7 @@ def test_dropping_and_adding_blocks_changes_shapes_and_parameter_counts(tiny_run
 
     parent = _parent(tiny_run)
     source = models.load_model(parent.checkpoint, compile=False)
-    C = parent.config["model"]["n_embd"]
+    C = parent.model_config.n_embd
     per_block = 2 * C + 3 * C * C + C * C + 4 * C * C + 4 * C * C  # two LayerNorm scales, qkv, proj, MLP
 
     dropped = finetune.build_from_parent(parent, finetune.Surgery(drop_top=1))
@@ -202,7 +205,7 @@ def test_runs_summary_shows_the_parent(tiny_run, new_corpus, tmp_path):
     parent = _parent(tiny_run)
     s = finetune.Surgery()
     config = finetune.train_config_for(
-        parent, steps=10, log_every=5, eval_every=10, eval_batches=1, sample_length=0
+        parent.train_config(), steps=10, log_every=5, eval_every=10, eval_batches=1, sample_length=0
     )
     job, record = finetune.prepare(parent, str(new_corpus), s, config)
     result = finetune.start(parent, job, record, tmp_path)

@@ -81,7 +81,7 @@ def test_prompt_fallbacks(tiny_run):
 def test_token_probs_follow_the_chain_rule_past_the_block(tiny_run):
     fn, tok, config = generate.load_run(tiny_run)
     ids = [int(i) for i in tok.encode("def function(argument):\n    return the value of the argument")]
-    assert len(ids) > config["model"]["block_size"] + 5
+    assert len(ids) > config.model.block_size + 5
     probs = generate.token_probs(fn, ids)
     assert probs.shape == (len(ids) - 1,)
     for i in (1, 10, len(ids) - 1):  # each factor is the model's next-token probability
@@ -90,8 +90,6 @@ def test_token_probs_follow_the_chain_rule_past_the_block(tiny_run):
 
 @pytest.mark.parametrize("name", ["tiny", "seed-lstm", "gru"])
 def test_incremental_logits_equal_a_full_forward_pass_at_every_step(name):
-    from dataclasses import asdict
-
     from lmcore import models
 
     config = models.make_config(name, vocab_size=23, block_size=12)
@@ -99,7 +97,7 @@ def test_incremental_logits_equal_a_full_forward_pass_at_every_step(name):
     rng = np.random.default_rng(0)
     for w in model.weights:  # large random weights, so that a wrong cache shows in the logits
         w.assign(rng.normal(0, 0.5, w.shape).astype("float32"))
-    decoder = generate.make_decoder(model, asdict(config), batch=2)
+    decoder = generate.make_decoder(model, config, batch=2)
     texts = [list(rng.integers(0, 23, 5)), list(rng.integers(0, 23, 5))]
     logits = decoder.start(texts)
     for _ in range(30):  # past the block size of 12: the GPT's window slides
@@ -160,7 +158,7 @@ def test_stop_strings_candidates_and_attention(tiny_run):
     assert step.surprisal_bits == pytest.approx(-np.log2(step.raw_prob))
     ids = [int(i) for i in tok.encode("def f(x): return x")]
     maps = generate.attention_maps(fn, ids)
-    assert maps.shape == (config["model"]["n_layer"], config["model"]["n_head"], len(ids), len(ids))
+    assert maps.shape == (config.model.n_layer, config.model.n_head, len(ids), len(ids))
     np.testing.assert_allclose(maps.sum(-1), 1, atol=1e-5)  # each row is a distribution
     assert np.allclose(np.triu(maps, k=1), 0)  # causal: nothing attends to the future
 

@@ -74,3 +74,40 @@ def test_config_round_trips_through_a_dict():
 
     c = models.make_config("nano", vocab_size=70, dropout=0.1)
     assert models.config_from_dict(asdict(c)) == c
+
+
+GPT_PRESETS = [name for name, (cls, _) in models.PRESETS.items() if cls is models.GPTConfig]
+
+
+@pytest.mark.parametrize("name", GPT_PRESETS)
+def test_the_cached_call_gives_the_full_pass_logits_at_every_position(name):
+    """Every GPT preset (and any added later): the model's cached, incremental call, a token at
+    a time and a chunk at a time, equals one full pass; then past the block, where the
+    decoder's window slides, each step still equals a full pass over its window."""
+    from lmcore import generate
+
+    config = models.make_config(name, vocab_size=23, block_size=12, dropout=0.0)
+    model = models.build_model(config)
+    rng = np.random.default_rng(0)
+    for w in model.weights:  # large random weights (for their width), so a wrong cache shows
+        scale = 0.5 if len(w.shape) < 2 else 3 / np.sqrt(w.shape[0])
+        w.assign(rng.normal(0, scale, w.shape).astype("float32"))
+    ids = rng.integers(0, 23, (2, 12)).astype("int32")
+    full = model(ids).numpy()  # (B, T, V)
+    assert np.abs(full).max() > 1  # the comparison is not between near-zero numbers
+    net = models.parts(model)
+    cache, stepped = net.empty_cache(2), []
+    for t in range(12):
+        logits, cache = net.call_with_cache(ids[:, t : t + 1], cache, t)
+        stepped.append(logits.numpy()[:, 0])
+    np.testing.assert_allclose(np.stack(stepped, axis=1), full, atol=1e-4)
+    head, cache = net.call_with_cache(ids[:, :5], net.empty_cache(2), 0)  # a chunk, then the rest
+    tail, _ = net.call_with_cache(ids[:, 5:], cache, 5)
+    np.testing.assert_allclose(np.concatenate([head.numpy(), tail.numpy()], axis=1), full, atol=1e-4)
+
+    decoder = generate.make_decoder(model, config, batch=2)
+    logits = decoder.start([list(r[:5]) for r in ids])
+    for _ in range(25):  # past the block size of 12: the window slides twice
+        window = np.array(decoder.window, dtype=np.int32)
+        np.testing.assert_allclose(logits, model(window).numpy()[:, -1], atol=1e-4)
+        logits = decoder.next(rng.integers(0, 23, 2))

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_jobs import wait_for
 
 from conftest import ROOT
-from lmcore import LMError, jobs, public, runs
+from lmcore import LMError, cli, jobs, public, runs, specs
 
 PUBLIC = public.Policy(public=True, max_steps=300, max_minutes=5, admin_password="letmein")
 ALICE, BOB = public.Actor("alice-token"), public.Actor("bob-token")
@@ -48,7 +49,7 @@ def fake_start(monkeypatch):
     """Jobs that 'run' until the test ends them: ``_spawn`` records, ``active`` reports them."""
     started: dict[str, dict] = {}
     monkeypatch.setenv("LMLAB_MAX_JOBS", "10")
-    monkeypatch.setattr(jobs, "_spawn", lambda root, run_id, argv, mode, env: started.update({run_id: env}))
+    monkeypatch.setattr(jobs, "_spawn", lambda root, run_id, mode, env: started.update({run_id: env}))
     monkeypatch.setattr(jobs, "active", lambda root: sorted(started))
     return started
 
@@ -175,25 +176,13 @@ def test_a_job_over_the_servers_memory_cap_fails_with_the_reason_and_keeps_the_q
     """The supervisor ends a trainer past LMLAB_JOB_MEMORY_MB (TensorFlow alone is past 150 MB)."""
     monkeypatch.setenv("LMLAB_JOB_MEMORY_MB", "150")
     run_id = jobs.launch(tmp_path, ["--corpus", str(small_file), "--steps", "50", *_TINY_ARGS], model="tiny")
-    state = _wait(tmp_path, run_id, lambda s: s["status"] not in ("starting", "queued", "running"))
+    state = wait_for(tmp_path, run_id, lambda s: s["status"] not in ("starting", "queued", "running"))
     assert state["status"] == "failed"
     assert state["message"].startswith("out of memory: the training process used")
     assert "more than the 150 MB this server allows a job" in state["message"]
 
 
 _TINY_ARGS = ["--model", "tiny", "--batch-size", "8", "--log-every", "5", "--sample-length", "0"]
-
-
-def _wait(root: Path, run_id: str, done, timeout: float = 180) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        state = jobs.state(root, run_id)
-        if done(state):
-            return state
-        time.sleep(0.2)
-    raise AssertionError(
-        f"job {run_id} never finished: {jobs.state(root, run_id)}\n{jobs.log_tail(root, run_id)}"
-    )
 
 
 def _memory_cgroup() -> tuple[Path, str, str] | None:
@@ -223,13 +212,24 @@ def test_a_trainer_killed_by_the_kernel_for_memory_leaves_its_run_failed_with_th
         pytest.skip("this host does not let a test make a memory cgroup (needs root and cgroups)")
     group, limit_file, usage_file = found
     run_id = "20261201-000000-oom-0001"
-    argv = ["train", "--corpus", str(small_file), "--model", "nano", "--steps", "50", "--jit"]
-    argv += ["--run-id", run_id, "--runs-dir", str(tmp_path)]
+    argv = [
+        "train",
+        "--corpus",
+        str(small_file),
+        "--model",
+        "nano",
+        "--steps",
+        "50",
+        "--jit",
+        "--run-id",
+        run_id,
+    ]
     (tmp_path / ".jobs").mkdir()
+    specs.save(cli.spec_from_argv(argv), tmp_path / ".jobs" / f"{run_id}.spec.json")  # as jobs.submit does
     log = open(tmp_path / ".jobs" / f"{run_id}.log", "wb")
-    script = f'echo $$ > {group}/cgroup.procs && exec "$0" -m lmcore.jobs "$@"'
+    script = f'echo $$ > {group}/cgroup.procs && exec "$0" -m lmcore.supervisor "$@"'
     proc = subprocess.Popen(
-        ["sh", "-c", script, sys.executable, str(tmp_path), run_id, *argv],
+        ["sh", "-c", script, sys.executable, str(tmp_path), run_id],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,

@@ -28,7 +28,8 @@ from streamlit.testing.v1 import AppTest
 from test_cli import assert_one_line_error, lmcore
 
 from conftest import ROOT, TINY
-from lmcore import LMError, corpus, data, jobs, runs, tokenizers, train
+from lmcore import LMError, corpus, data, device, jobs, runs, tokenizers, train
+from lmcore.config import DataConfig, make_train_config
 
 FAST = ["--model", "tiny", "--batch-size", "8", "--log-every", "10", "--eval-batches", "1"]
 FAST += ["--sample-length", "0", "--seed", "3"]
@@ -36,7 +37,7 @@ FAST += ["--sample-length", "0", "--seed", "3"]
 
 def prepare(source, **overrides):
     return train.prepare(
-        "tiny", train.DataConfig(source=str(source)), train.make_train_config("tiny", **{**TINY, **overrides})
+        "tiny", DataConfig(source=str(source)), make_train_config("tiny", **{**TINY, **overrides})
     )
 
 
@@ -123,9 +124,7 @@ def test_case3_a_byte_order_mark_never_enters_the_vocabulary(small_text, tmp_pat
     source = tmp_path / "joined.txt"
     source.write_bytes(joined)  # two UTF-8 files with BOMs, concatenated
     for kind in ("char", "word", "bpe"):
-        job = train.prepare(
-            "tiny", train.DataConfig(source=str(source), tokenizer=kind), train.make_train_config("tiny")
-        )
+        job = train.prepare("tiny", DataConfig(source=str(source), tokenizer=kind), make_train_config("tiny"))
         assert "\ufeff" not in job.text
         pieces = [job.tokenizer.token(i) for i in range(job.tokenizer.vocab_size)]
         assert not any("\ufeff" in p for p in pieces), kind
@@ -463,7 +462,7 @@ def test_case11_the_estimate_counts_parameters_exactly():
     for name in MODEL_NAMES:
         config = make_config(name, vocab_size=97)
         model = models.build_model(config)
-        assert train.parameter_count(config) == model.count_params(), name
+        assert device.parameter_count(config) == model.count_params(), name
         keras.backend.clear_session()
 
 
@@ -500,11 +499,11 @@ def test_case11_running_out_of_memory_anyway_is_caught_and_explained(small_file,
     """The estimate passes; a 3 GB address-space limit then makes TensorFlow's allocation fail."""
     args = ["--steps", "2", "--model", "tiny", "--batch-size", "500", "--block-size", "256"]
     args += ["--log-every", "1", "--eval-batches", "1", "--sample-length", "0", "--json"]
-    m = train.make_train_config("tiny", batch_size=500)
+    m = make_train_config("tiny", batch_size=500)
     from lmcore.config import make_config
 
-    need = train.estimate_memory(make_config("tiny", vocab_size=100, block_size=256), m)["total_bytes"]
-    if need > train.available_memory()[0]:
+    need = device.estimate_memory(make_config("tiny", vocab_size=100, block_size=256), m)["total_bytes"]
+    if need > device.available_memory()[0]:
         pytest.skip("this machine has too little memory for the estimate to let the run start")
     limit = 3 * 2**30
     assert need > limit  # so the allocation must fail under the limit

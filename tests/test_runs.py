@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from lmcore import LMError, runs
 
 
@@ -134,3 +137,50 @@ def test_jsonl_lines_cut_inside_a_character_are_skipped(tmp_path):
     with open(log, "ab") as f:
         f.write('{"text": "模'.encode()[:-1])  # a write cut in the middle of a UTF-8 sequence
     assert runs.read_jsonl(log) == [{"text": "语言"}]
+
+
+# ---------------------------------------------------------------------------- the typed record
+
+FIXTURE = Path(__file__).parent / "fixtures" / "fixture-v0.1-tiny"  # made by lmcore 0.1.0 before issue 14
+
+
+def test_the_record_reads_a_run_made_before_it_and_writes_the_same_format(tmp_path):
+    from lmcore.config import GPTConfig, TrainConfig
+
+    record = runs.read_record(FIXTURE)
+    assert isinstance(record.model, GPTConfig) and isinstance(record.train, TrainConfig)
+    assert (record.model.n_embd, record.model.block_size, record.train.steps) == (16, 16, 40)
+    assert record.data.sha256 and record.data.train_tokens > 0 and record.parent is None
+    old = json.loads((FIXTURE / "config.json").read_text())
+    written = record.to_json()
+    assert {k: v for k, v in written.items() if k != "task"} == old  # the same keys, the same values
+    run = tmp_path / "r"
+    run.mkdir()
+    runs.write_record(run, record)
+    assert runs.read_record(run) == record  # one writer, one reader: a round trip
+
+
+def test_a_run_made_before_the_record_lists_generates_and_resumes(tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(FIXTURE, root / FIXTURE.name)
+    assert [r["run_id"] for r in runs.list_runs(root)] == [FIXTURE.name]
+
+    def lmcore(*args):
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        return subprocess.run(
+            [sys.executable, "-m", "lmcore", *args, "--runs-dir", str(root)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=300,
+        )
+
+    out = lmcore("generate", "--run", FIXTURE.name, "--prompt", "the ", "--length", "20", "--seed", "1")
+    assert out.returncode == 0 and out.stdout.startswith("the "), out.stderr
+    out = lmcore("train", "--resume", FIXTURE.name, "--steps", "60", "--json")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0 and result["status"] == "completed" and result["steps"] == 60, out.stderr
+    steps = [m["step"] for m in runs.read_jsonl(root / FIXTURE.name / "metrics.jsonl")]
+    assert steps == [10, 20, 30, 40, 50, 60]  # one continuous curve across the versions
+    assert runs.read_record(root / FIXTURE.name).train.schedule_steps == 40  # the old span kept

@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 
 from conftest import TINY
-from lmcore import LMError, models, runs, train
+from lmcore import LMError, device, models, runs, train
+from lmcore.config import DataConfig, make_train_config
+from lmcore.schedule import keras_schedule, lr_curve
 
 
 def prepare(small_file, **overrides):
     return train.prepare(
         "tiny",
-        train.DataConfig(source=str(small_file)),
-        train.make_train_config("tiny", **{**TINY, **overrides}),
+        DataConfig(source=str(small_file)),
+        make_train_config("tiny", **{**TINY, **overrides}),
     )
 
 
@@ -102,12 +104,12 @@ def test_a_diverging_run_fails_with_the_reason(small_file, tmp_path):
 def test_bad_settings_fail_before_a_run_exists(small_file, tmp_path):
     for overrides in (dict(steps=0), dict(lr=-1.0), dict(optimizer="adagrad"), dict(schedule="step")):
         with pytest.raises(LMError):
-            train.make_train_config("tiny", **{**TINY, **overrides})
+            make_train_config("tiny", **{**TINY, **overrides})
     with pytest.raises(LMError, match="too short"):
         train.prepare(
             "nano",
-            train.DataConfig(source=str(small_file)),
-            train.make_train_config("nano"),
+            DataConfig(source=str(small_file)),
+            make_train_config("nano"),
             block_size=10_000,
         )
 
@@ -115,25 +117,25 @@ def test_bad_settings_fail_before_a_run_exists(small_file, tmp_path):
 @pytest.mark.parametrize("schedule", ["constant", "exponential", "cosine"])
 def test_the_schedule_preview_matches_keras(schedule):
     c = replace(
-        train.make_train_config("nano"),
+        make_train_config("nano"),
         schedule=schedule,
         steps=1000,
         warmup_steps=100,
         decay_steps=300,
         lr=0.01,
     )
-    steps, preview = train.lr_curve(c)
-    keras_lr = train.lr_schedule(c)
+    steps, preview = lr_curve(c)
+    keras_lr = keras_schedule(c)
     expected = [keras_lr(int(s)).numpy() if callable(keras_lr) else keras_lr for s in steps]
     np.testing.assert_allclose(preview, expected, rtol=1e-5, atol=1e-9)
 
 
 def test_the_tutorials_exponential_decay():
-    c = replace(train.make_train_config("seed-lstm"), schedule="exponential", lr=0.01)
-    schedule = train.lr_schedule(c)
+    c = replace(make_train_config("seed-lstm"), schedule="exponential", lr=0.01)
+    lr = keras_schedule(c)
     assert (c.decay_steps, c.decay_rate, c.staircase) == (100_000, 0.96, True)
-    assert math.isclose(float(schedule(99_999)), 0.01, rel_tol=1e-6)
-    assert math.isclose(float(schedule(100_000)), 0.0096, rel_tol=1e-6)
+    assert math.isclose(float(lr(99_999)), 0.01, rel_tol=1e-6)
+    assert math.isclose(float(lr(100_000)), 0.0096, rel_tol=1e-6)
 
 
 @pytest.mark.parametrize("tokenizer", ["char", "bpe"])
@@ -150,8 +152,8 @@ def test_chinese_and_emoji_text_trains_and_generates_end_to_end(tokenizer, tmp_p
     source.write_text("\n".join(lines * 60), encoding="utf-8")
     job = train.prepare(
         "tiny",
-        train.DataConfig(source=str(source), tokenizer=tokenizer),
-        train.make_train_config("tiny", **{**TINY, "steps": 20}),
+        DataConfig(source=str(source), tokenizer=tokenizer),
+        make_train_config("tiny", **{**TINY, "steps": 20}),
     )
     assert job.tokenizer.decode(job.tokenizer.encode(job.text)) == job.text
     result = train.start(job, tmp_path / "runs")
@@ -165,19 +167,23 @@ def test_a_host_with_room_only_without_xla_trains_without_it_and_says_so(small_f
     """Issue 13: XLA's compilation costs ~300 MB on a CPU; a small host drops it instead of refusing."""
     from lmcore.config import make_config
 
-    c = train.make_train_config("tiny", **TINY)
+    c = make_train_config("tiny", **TINY)
     m = make_config("tiny", vocab_size=80)
-    need = train.estimate_memory(m, c)["total_bytes"]
-    data_config = train.DataConfig(source=str(small_file))
-    monkeypatch.setattr(train, "available_memory", lambda: (need + train.XLA_BYTES // 2, "memory available"))
-    job = train.prepare("tiny", data_config, train.make_train_config("tiny", **TINY))
+    need = device.estimate_memory(m, c)["total_bytes"]
+    data_config = DataConfig(source=str(small_file))
+    monkeypatch.setattr(
+        device, "available_memory", lambda: (need + device.XLA_BYTES // 2, "memory available")
+    )
+    job = train.prepare("tiny", data_config, make_train_config("tiny", **TINY))
     assert job.train.jit_compile is False
     assert any(n.startswith("XLA compilation is off for this run") for n in job.notes)
 
-    monkeypatch.setattr(train, "available_memory", lambda: (need + 2 * train.XLA_BYTES, "memory available"))
-    job = train.prepare("tiny", data_config, train.make_train_config("tiny", **TINY))
+    monkeypatch.setattr(device, "available_memory", lambda: (need + 2 * device.XLA_BYTES, "memory available"))
+    job = train.prepare("tiny", data_config, make_train_config("tiny", **TINY))
     assert job.train.jit_compile is None and not job.notes  # room for XLA: the default stays
-    with_jit = train.make_train_config("tiny", **TINY, jit_compile=True)
-    monkeypatch.setattr(train, "available_memory", lambda: (need + train.XLA_BYTES // 2, "memory available"))
+    with_jit = make_train_config("tiny", **TINY, jit_compile=True)
+    monkeypatch.setattr(
+        device, "available_memory", lambda: (need + device.XLA_BYTES // 2, "memory available")
+    )
     with pytest.raises(LMError, match="needs about"):
         train.prepare("tiny", data_config, with_jit)  # asked for XLA: refused, not silently changed

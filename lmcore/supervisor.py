@@ -1,0 +1,131 @@
+"""The supervisor of one training job: ``python -m lmcore.supervisor ROOT RUN_ID``.
+
+The job layer (:mod:`lmcore.jobs`) starts this small process in a session of its own; it
+runs the job's spec as its child (``python -m lmcore run SPEC``, the command line's code),
+forwards a stop asked while the child is still loading, and waits. A trainer records its
+own end (completed, stopped, failed with the reason); where it could not, the supervisor
+does: killed by the kernel for lack of memory (the memory cgroup's ``oom_kill`` count
+rose), crashed, or over this server's memory cap for a job (``LMLAB_JOB_MEMORY_MB``) leaves
+the run ``failed`` with that reason; a plain SIGKILL (a person, a restart) leaves it
+``interrupted`` and resumable. Then it starts whatever waits in the queue and keeps the disk
+budget (public mode). It imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from lmcore import device, jobs, public, runs
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def _watch_memory(proc: subprocess.Popen, cap_mb: float, verdict: dict) -> None:
+    """Kill the trainer once it holds more than ``cap_mb`` of memory, and say so."""
+    while proc.poll() is None:
+        used = _rss_mb(proc.pid)
+        if used > cap_mb:
+            verdict["reason"] = (
+                f"out of memory: the training process used {used:,.0f} MB, more than the {cap_mb:,.0f} MB "
+                "this server allows a job (LMLAB_JOB_MEMORY_MB); lower the batch size or the block "
+                "size, or choose a smaller model"
+            )
+            proc.kill()
+            return
+        time.sleep(0.25)
+
+
+def _why_it_ended(returncode: int, verdict: dict, oom_before: int | None) -> str | None:
+    """The reason to record for a trainer that ended without recording one itself, or None."""
+    if verdict.get("reason"):
+        return verdict["reason"]
+    if returncode >= 0:
+        return None
+    if verdict.get("stopped"):
+        return "stopped before training began"
+    after = device.oom_kills()
+    if oom_before is not None and after is not None and after > oom_before:
+        return (
+            "out of memory: the system stopped the training process (the kernel's out-of-memory "
+            "killer); lower the batch size or the block size, or choose a smaller model"
+        )
+    if returncode == -signal.SIGKILL:
+        return None  # killed by a person or a restart: interrupted, and resumable
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"the training process crashed ({name}); its last checkpoint is kept"
+
+
+def _record_end(root: Path, run_id: str, reason: str) -> None:
+    """Write ``reason`` where the job's readers look: the run's status, else the job's log."""
+    run_dir = root / run_id
+    if (run_dir / "status.json").is_file() and runs.read_status(run_dir).get("status") == "interrupted":
+        runs.write_status(run_dir, "failed", message=reason)
+    elif not (run_dir / "status.json").is_file():
+        with open(jobs.log_path(root, run_id), "a", encoding="utf-8") as log:
+            log.write(f"error: {reason}\n")
+
+
+def supervise(root: Path, run_id: str) -> int:
+    """Run the job's spec (``python -m lmcore run SPEC``) to its end; record why it ended if
+    it could not; then start whatever waits in the queue and keep the disk budget. Returns
+    its exit status."""
+    verdict: dict = {}
+    child: list[subprocess.Popen] = []
+
+    def forward(sig, _frame):  # a stop while loading reaches the trainer
+        verdict["stopped"] = True
+        if child:
+            child[0].send_signal(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    oom_before = device.oom_kills()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = ["run", str(jobs.job_file(root, run_id, "spec.json")), "--runs-dir", str(root)]
+    proc = subprocess.Popen([sys.executable, "-m", "lmcore", *argv], stdin=subprocess.DEVNULL, env=env)
+    child.append(proc)
+    if verdict.get("stopped"):
+        proc.terminate()
+    cap = float(os.environ.get("LMLAB_JOB_MEMORY_MB") or 0)
+    if cap > 0:
+        threading.Thread(target=_watch_memory, args=(proc, cap, verdict), daemon=True).start()
+    returncode = proc.wait()
+    reason = _why_it_ended(returncode, verdict, oom_before)
+    if reason:
+        _record_end(root, run_id, reason)
+    with contextlib.suppress(OSError, ValueError):  # no longer training: readers see the run's own status
+        if int(jobs.job_file(root, run_id, "pid").read_text()) == os.getpid():
+            jobs.job_file(root, run_id, "pid").unlink()
+    for step in (jobs.dispatch, lambda r: jobs.make_room(r, public.Policy.from_settings())):
+        try:
+            step(root)
+        except Exception as err:  # the next reader of the queue does it instead
+            print(f"note: after the job: {err}", file=sys.stderr)
+    return returncode if returncode >= 0 else 1
+
+
+def main(argv: list[str]) -> int:
+    """``python -m lmcore.supervisor ROOT RUN_ID``: supervise the job's spec."""
+    return supervise(Path(argv[0]), runs.check_run_id(argv[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
