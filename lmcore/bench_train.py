@@ -47,6 +47,8 @@ from lmcore.config import DataConfig, make_train_config
 TRAIN_CONFIGS = (  # (label, preset, batch)
     ("nano", "nano", 12),
     ("nano", "nano", 64),
+    ("modern-nano", "modern-nano", 12),
+    ("modern-nano", "modern-nano", 64),
     ("seed-lstm", "seed-lstm", 32),
 )
 VOCAB = 65
@@ -116,14 +118,65 @@ def train_config(label: str, preset: str, batch: int, intervals: int = 4, seed: 
     }
 
 
-def train_bench(configs=TRAIN_CONFIGS, intervals: int = 4):
-    """Yield one result per configuration, each with the roof and MFU."""
+def plain_keras(
+    batch: int = 12, preset: str = "nano", intervals: int = 4, steps: int = 50, seed: int = 0
+) -> dict:
+    """The reference: a GPT of ``preset``'s shape as the Keras guides write one (functional,
+    ``MultiHeadAttention`` with its causal mask, learned positions, a GELU MLP), compiled by
+    default without XLA and trained with ``train_on_batch``; tokens/s, timed as
+    :func:`train_config` times ours."""
+    from keras import layers
+
+    c = models.make_config(preset, vocab_size=VOCAB)
+    keras.utils.set_random_seed(seed)
+    ids = keras.Input(shape=(c.block_size,), dtype="int32")
+    x = layers.Embedding(VOCAB, c.n_embd)(ids)
+    x = x + layers.Embedding(c.block_size, c.n_embd)(keras.ops.arange(c.block_size))[None]
+    for _ in range(c.n_layer):
+        h = layers.LayerNormalization()(x)
+        x = x + layers.MultiHeadAttention(c.n_head, c.n_embd // c.n_head)(h, h, use_causal_mask=True)
+        h = layers.LayerNormalization()(x)
+        x = x + layers.Dense(c.n_embd)(layers.Dense(4 * c.n_embd, activation="gelu")(h))
+    logits = layers.Dense(VOCAB)(layers.LayerNormalization()(x))
+    model = keras.Model(ids, logits)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    windows = (
+        np.random.default_rng(seed).integers(0, VOCAB, (steps, batch, c.block_size + 1)).astype(np.int32)
+    )
+    times = []
+    for _ in range(intervals + 1):
+        start = time.perf_counter()
+        for w in windows:
+            model.train_on_batch(w[:, :-1], w[:, 1:])
+        times.append(time.perf_counter() - start)
+    tokens_per_s = steps * batch * c.block_size / statistics.median(times[1:])  # the first: tracing
+    fpt = flops_per_token(model, c)
+    return {
+        "model": f"plain Keras {preset}",
+        "batch": batch,
+        "block_size": c.block_size,
+        "parameters": model.count_params(),
+        "jit": False,
+        "steps_per_execution": 1,
+        "tokens_per_s": round(tokens_per_s, 1),
+        "flops_per_token": fpt,
+        "gflops": round(tokens_per_s * fpt / 1e9, 2),
+    }
+
+
+def train_bench(configs=TRAIN_CONFIGS, intervals: int = 4, reference: str | None = "nano"):
+    """Yield one result per configuration, each with the roof and MFU, then the plain-Keras
+    reference at batch 12 and each GPT's speed against it, all measured in this one run."""
     device.setup({"precision": device.describe()["precision"]})
     roof = matmul_roof()
     results = [train_config(*cfg, intervals=intervals) for cfg in configs]
+    if reference:
+        results.append(plain_keras(12, reference, intervals))
     roof = max(roof, matmul_roof())  # before and after: the best the machine gave
+    base = results[-1]["tokens_per_s"] if reference else None
     for r in results:
-        yield {**r, "roof_gflops": round(roof, 1), "mfu": round(r["gflops"] / roof, 4)}
+        vs = {"vs_plain_keras": round(r["tokens_per_s"] / base, 2)} if base and r["batch"] == 12 else {}
+        yield {**r, "roof_gflops": round(roof, 1), "mfu": round(r["gflops"] / roof, 4), **vs}
 
 
 def _best_ms(fn, *args, reps: int = 20, trials: int = 3) -> float:
@@ -223,6 +276,17 @@ def format_profile(r: dict) -> str:
     )
 
 
+def process_seconds() -> float:
+    """Seconds since this process started (from /proc: its start time against the uptime)."""
+    import os
+
+    with open("/proc/self/stat") as f:
+        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def time_to_quality(
     target: float = TARGET_LOSS,
     model_name: str = "nano",
@@ -230,13 +294,16 @@ def time_to_quality(
     eval_every: int = 100,
     steps: int | None = None,
     runs_root: Path | None = None,
+    model_overrides: dict | None = None,
     **overrides,
 ) -> dict:
     """Train with the default recipe, validating every ``eval_every`` steps; the time to ``target``."""
     c = make_train_config(
         model_name, steps=steps, eval_every=eval_every, log_every=eval_every, sample_length=0, **overrides
     )
-    job = train_mod.prepare(model_name, DataConfig(source=source), c, loaded=corpus.load(source))
+    job = train_mod.prepare(
+        model_name, DataConfig(source=source), c, model_overrides=model_overrides, loaded=corpus.load(source)
+    )
     curve, t0 = [], [None]
 
     def listener(event: str, record: dict) -> None:
@@ -246,6 +313,8 @@ def time_to_quality(
             curve.append(
                 {
                     "step": record["step"],
+                    "tokens": record["step"] * c.batch_size * job.model_config.block_size,
+                    "command_s": round(process_seconds(), 2),  # from the process's start
                     "wall_s": round(time.perf_counter() - t0[0], 2),
                     "val_loss": round(record["val_loss"], 4),
                     "tokens_per_s": record["tokens_per_s"],
@@ -255,6 +324,7 @@ def time_to_quality(
     with tempfile.TemporaryDirectory() as tmp:
         result = train_mod.start(job, Path(runs_root or tmp), name="bench", listener=listener)
     reached = next((p for p in curve if p["val_loss"] <= target), None)
+    strict = next((p for p in curve if p["val_loss"] <= 1.62), None)
     by_68 = [p["val_loss"] for p in curve if p["wall_s"] <= 68]
     return {
         "model": model_name,
@@ -264,7 +334,12 @@ def time_to_quality(
         "eval_windows": c.eval_batches * c.batch_size,
         "target": target,
         "seconds_to_target": reached["wall_s"] if reached else None,
+        "command_seconds_to_target": reached["command_s"] if reached else None,
         "step_at_target": reached["step"] if reached else None,
+        "tokens_to_target": reached["tokens"] if reached else None,
+        "step_at_1.62": strict["step"] if strict else None,
+        "tokens_to_1.62": strict["tokens"] if strict else None,
+        "command_seconds_to_1.62": strict["command_s"] if strict else None,
         "best_val_within_68s": min(by_68) if by_68 else None,
         "final_val_loss": curve[-1]["val_loss"] if curve else None,
         "wall_s": curve[-1]["wall_s"] if curve else None,
@@ -273,12 +348,65 @@ def time_to_quality(
     }
 
 
+def startup(model_name: str = "modern-nano", source: str = "builtin:tiny-shakespeare") -> dict:
+    """Seconds from this process's start to its first trained steps, by phase: importing
+    TensorFlow (done by the command before this), preparing the job (corpus, tokenizer,
+    checks), then building, tracing and compiling the model up to the end of its first
+    call into the graph (one logged interval of ``log_every`` steps, timed apart)."""
+    imported = process_seconds()
+    t0 = time.perf_counter()
+    c = make_train_config(model_name, steps=100, log_every=50, eval_every=100, sample_length=0)
+    job = train_mod.prepare(model_name, DataConfig(source=source), c, loaded=corpus.load(source))
+    prepared = time.perf_counter() - t0
+    marks = []
+
+    def listener(event: str, record: dict) -> None:
+        if event in ("start", "log"):
+            marks.append((time.perf_counter(), record.get("tokens_per_s")))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train_mod.start(job, Path(tmp), name="startup", listener=listener)
+    (t_start, _), (t_first, _), (t_second, _) = marks[:3]
+    interval = t_second - t_first  # a steady interval of the same steps: no compiling in it
+    first = t_first - t_start
+    return {
+        "model": model_name,
+        "import_s": round(imported, 2),
+        "prepare_s": round(prepared, 2),
+        "first_interval_s": round(first, 2),
+        "steady_interval_s": round(interval, 2),
+        "build_trace_compile_s": round(first - interval, 2),
+        "to_first_step_s": round(imported + prepared + first - interval, 2),
+    }
+
+
+def ablation(steps: int = 600, source: str = "builtin:tiny-shakespeare"):
+    """Yield the time to quality of every variant of :data:`lmcore.ablation.VARIANTS`, each
+    trained the same steps on the same schedule, validated every 50 steps."""
+    from lmcore import ablation as abl
+
+    for label, changes, optimizer in abl.VARIANTS:
+        r = time_to_quality(
+            TARGET_LOSS,
+            "nano",
+            source,
+            eval_every=50,
+            steps=steps,
+            model_overrides=dict(changes),
+            **abl.SHORT,
+            **optimizer,
+        )
+        keras.backend.clear_session()
+        yield {"variant": label, **{k: v for k, v in r.items() if k != "curve"}, "curve": r["curve"]}
+
+
 def format_train(r: dict) -> str:
+    vs = f", {r['vs_plain_keras']:.2f}x plain Keras" if "vs_plain_keras" in r else ""
     return (
-        f"{r['model']:<10} batch {r['batch']:>3} block {r['block_size']:>3}: "
+        f"{r['model']:<17} batch {r['batch']:>3} block {r['block_size']:>3}: "
         f"{r['tokens_per_s']:>9,.0f} tok/s, "
         f"{r['flops_per_token'] / 1e6:.2f} MFLOP/token, {r['gflops']:7.1f} GFLOP/s of a "
-        f"{r['roof_gflops']:.0f} GFLOP/s roof: MFU {r['mfu']:.1%}"
+        f"{r['roof_gflops']:.0f} GFLOP/s roof: MFU {r['mfu']:.1%}{vs}"
     )
 
 

@@ -92,10 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     b.add_argument(
         "what",
-        choices=("generate", "train", "train-to-quality", "train-profile"),
+        choices=("generate", "train", "train-to-quality", "train-profile", "ablation", "startup"),
         help="generate: incremental vs naive decoding; train: tokens/s and MFU; "
         "train-to-quality: seconds to a validation loss on Tiny Shakespeare; "
-        "train-profile: where a nano step's time goes",
+        "train-profile: where a nano step's time goes; ablation: steps to quality of each modern change; "
+        "startup: seconds to the first step",
     )
     b.add_argument("--tokens", type=_positive_int, default=1000, help="tokens generated per row")
     b.add_argument("--target", type=_number, default=1.8857, help="train-to-quality: the validation loss")
@@ -444,6 +445,15 @@ def cmd_bench(args) -> int:
     if args.what == "train-to-quality":
         r = bench_train.time_to_quality(args.target, args.model, eval_every=args.eval_every, steps=args.steps)
         print(json.dumps(r) if args.json else bench_train.format_quality(r), flush=True)
+        return 0
+    if args.what == "startup":
+        print(json.dumps(bench_train.startup(args.model)), flush=True)
+        return 0
+    if args.what == "ablation":
+        for r in bench_train.ablation(args.steps or 600):
+            print(
+                json.dumps(r) if args.json else f"{r['variant']}: {bench_train.format_quality(r)}", flush=True
+            )
         return 0
     if args.what == "train-profile":
         roof = bench_train.matmul_roof()

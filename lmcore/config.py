@@ -28,15 +28,22 @@ class RNNConfig:
 
 @dataclass
 class GPTConfig:
-    """A decoder-only transformer."""
+    """A decoder-only transformer: nanoGPT's by default; the switches below are the modern
+    changes of the ``modern-*`` presets, each off for an ablation."""
 
     family: str = "gpt"
     vocab_size: int = 65  # tokens in the vocabulary
-    block_size: int = 64  # context length in tokens (learned positions)
+    block_size: int = 64  # context length in tokens
     n_layer: int = 4  # transformer blocks
     n_head: int = 4  # attention heads per block
     n_embd: int = 128  # residual stream width; must divide by n_head
     dropout: float = 0.0  # on attention weights and residual branches
+    rotary: bool = False  # rotary positions on queries and keys instead of learned positions
+    qk_norm: bool = False  # queries and keys RMS-normalized per head before attention
+    mlp: str = "gelu"  # the MLP's activation: "gelu", or "relu2" (ReLU squared)
+    zero_init: bool = False  # output projections (and an untied head) start at zero
+    tied_head: bool = True  # the output head is the token embedding (weight tying)
+    softcap: float = 0.0  # logits squashed to cap * tanh(logits / cap); 0 = off
 
 
 PRESETS: dict[str, tuple[type, dict]] = {
@@ -46,6 +53,9 @@ PRESETS: dict[str, tuple[type, dict]] = {
     "nano": (GPTConfig, dict(n_layer=4, n_head=4, n_embd=128, block_size=64)),
     "small": (GPTConfig, dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2)),
 }
+MODERN = dict(rotary=True, qk_norm=True, mlp="relu2", zero_init=True, tied_head=False, softcap=15.0)
+PRESETS["modern-nano"] = (GPTConfig, {**PRESETS["nano"][1], **MODERN})
+PRESETS["modern-small"] = (GPTConfig, {**PRESETS["small"][1], **MODERN})
 MODEL_NAMES = tuple(PRESETS)
 
 
@@ -75,6 +85,12 @@ def validate(config) -> None:
     if isinstance(config, GPTConfig):
         if config.n_head < 1 or config.n_embd % config.n_head:
             raise LMError(f"n_embd ({config.n_embd}) must be a multiple of n_head ({config.n_head})")
+        if config.rotary and (config.n_embd // config.n_head) % 2:
+            raise LMError("rotary positions need an even head size (n_embd / n_head)")
+        if config.mlp not in ("gelu", "relu2"):
+            raise LMError(f"unknown MLP activation {config.mlp!r}; choose gelu or relu2")
+        if config.softcap < 0:
+            raise LMError(f"the logit soft cap must be 0 (off) or positive, not {config.softcap}")
     elif config.family not in ("lstm", "gru"):
         raise LMError(f"unknown recurrent family {config.family!r}")
 
@@ -84,13 +100,18 @@ def layer_names(model_config) -> tuple[list[str], list[str], list[str]]:
     names :mod:`lmcore.models` gives them, for plans and tables that must not load Keras."""
     c = model_config
     if c.family == "gpt":
-        return ["wte", "wpe"], [f"block_{i}" for i in range(c.n_layer)], ["ln_f"]
+        embeddings = ["wte"] + ([] if c.rotary else ["wpe"])
+        return (
+            embeddings,
+            [f"block_{i}" for i in range(c.n_layer)],
+            ["ln_f"] + ([] if c.tied_head else ["head"]),
+        )
     return ["embedding"], [f"{c.family}_{i}" for i in range(c.n_layer)], ["head"]
 
 
 # ---------------------------------------------------------------------------- training
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 SCHEDULES = ("constant", "exponential", "cosine")
 
 
@@ -100,7 +121,7 @@ class TrainConfig:
 
     steps: int = 2000  # optimizer steps in all
     batch_size: int = 32  # windows per step
-    optimizer: str = "adam"  # adam | adamw | sgd
+    optimizer: str = "adam"  # adam | adamw | sgd | muon (AdamW for embeddings, norms, head)
     lr: float = 1e-3  # peak learning rate
     schedule: str = "constant"  # constant | exponential | cosine (with linear warm-up)
     warmup_steps: int = 0  # cosine: steps of linear warm-up from 0 to lr
@@ -139,6 +160,13 @@ RECIPES = {
     "nano": dict(batch_size=32, lr=2e-3, schedule="cosine", warmup_steps=100, min_lr=2e-4),
     "small": dict(
         batch_size=32, lr=1e-3, schedule="cosine", warmup_steps=200, min_lr=1e-4, optimizer="adamw"
+    ),
+    # Muon's orthogonalized steps take a larger rate; a schedule fitted to a short run.
+    "modern-nano": dict(
+        batch_size=32, lr=8e-3, schedule="cosine", warmup_steps=50, min_lr=4e-4, optimizer="muon", steps=600
+    ),
+    "modern-small": dict(
+        batch_size=32, lr=4e-3, schedule="cosine", warmup_steps=100, min_lr=2e-4, optimizer="muon"
     ),
 }
 

@@ -80,6 +80,35 @@ def gpu_names_without_tf() -> list[str]:
     return nvidia_smi("name")
 
 
+GPU_FIX = 'pip install "tensorflow[and-cuda]>=2.21,<2.22"'  # TensorFlow's CUDA and cuDNN wheels
+
+
+def unused_gpu_message(tf_gpus: int | None = None) -> str | None:
+    """A plain line when ``nvidia-smi`` sees a GPU that TensorFlow cannot use (its CUDA
+    libraries are missing), with the command that fixes it; None otherwise.
+
+    ``tf_gpus``: the GPUs TensorFlow sees, if known; else a child process counts them, so
+    that a page that must not import TensorFlow can still ask (only where there is a GPU).
+    """
+    names = gpu_names_without_tf()
+    if not names:
+        return None
+    if tf_gpus is None:
+        code = "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))"
+        try:
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+            tf_gpus = int(out.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            return None
+    if tf_gpus:
+        return None
+    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+    return (
+        f"nvidia-smi sees {names[0]}{more}, but TensorFlow cannot use it (its CUDA libraries are not "
+        f"installed), so training runs on the CPU; fix: {GPU_FIX}"
+    )
+
+
 def describe() -> dict:
     """{"device": "CPU" or "GPU (<name>)", "precision": ..., "gpus": [...]} (imports TF)."""
     gpus = gpu_names()
@@ -156,8 +185,10 @@ XLA_BYTES = 300 * 2**20  # XLA compiling the GPT's step on a CPU (measured: +270
 def parameter_count(m) -> int:
     """Weights of the model ``build_model(m)`` builds (checked against Keras in the tests)."""
     V, T, C, L = m.vocab_size, m.block_size, m.n_embd, m.n_layer
-    if m.family == "gpt":  # tied embedding, positions, per block: 2 LayerNorm scales + 12 C^2
-        return V * C + T * C + L * (2 * C + 12 * C * C) + C
+    if m.family == "gpt":  # embedding, positions, per block: 2 LayerNorm scales + 12 C^2, final norm
+        positions = 0 if m.rotary else T * C
+        head = 0 if m.tied_head else V * C
+        return V * C + positions + L * (2 * C + 12 * C * C) + C + head
     H = m.n_hidden
     gates = 4 if m.family == "lstm" else 3
     bias = H if m.family == "lstm" else 2 * H  # Keras' GRU keeps two biases (reset_after)

@@ -120,7 +120,11 @@ def plan(model_config, s: Surgery) -> list[dict]:
     embeds, blocks, tops = layer_names(model_config)
     kept = model_config.n_layer - s.drop_top
     gpt = model_config.family == "gpt"
-    what = {"wte": "token embedding (also the output head: tied)", "wpe": "position embedding"}
+    tied = not gpt or model_config.tied_head
+    what = {
+        "wte": "token embedding" + (" (also the output head: tied)" if tied else ""),
+        "wpe": "position embedding",
+    }
     block = "transformer block" if gpt else "recurrent layer"
     rows = [
         dict(layer=n, what=what.get(n, "token embedding"), state="frozen" if s.freeze else "trainable")
@@ -131,8 +135,8 @@ def plan(model_config, s: Surgery) -> list[dict]:
         rows.append(dict(layer=name, what=block, state=state))
     new = layer_names(child_model_config(model_config, s))[1][kept:]
     rows += [dict(layer=name, what=block, state="new") for name in new]
-    top = "final LayerNorm" if gpt else "output layer"
-    return rows + [dict(layer=name, what=top, state="trainable") for name in tops]
+    top = {"ln_f": "final LayerNorm", "head": "output layer"}
+    return rows + [dict(layer=name, what=top[name], state="trainable") for name in tops]
 
 
 def child_model_config(model_config, s: Surgery):

@@ -270,7 +270,7 @@ class GPTDecoder(_Decoder):
 
         from lmcore import models
 
-        self.net, self.T, self.B = models.parts(model), block_size, batch
+        self.net, self.T, self.B = models.parts(model, block_size), block_size, batch
         self.vocab_size = self.net.vocab_size
         ids = tf.TensorSpec((batch, block_size), tf.int32)
         self._prefill = tf.function(self._prefill_impl, input_signature=[ids, tf.TensorSpec((), tf.int32)])

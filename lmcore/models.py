@@ -41,20 +41,44 @@ def _keep_frozen(layer: layers.Layer) -> None:
         layer.trainable = False  # so this reaches every sublayer and weight
 
 
+CLASSIC = {"rotary": False, "qk_norm": False, "mlp": "gelu", "zero_init": False}  # nanoGPT's block
+
+
+def _rms(x, eps=1e-6):
+    """x scaled to unit root-mean-square over its last axis (no learned gain)."""
+    return x * ops.rsqrt(ops.mean(ops.square(x), axis=-1, keepdims=True) + eps)
+
+
+def rotate(x, positions):
+    """Rotary position embedding of ``x`` (B, H, n, D) at ``positions`` (n,): each pair of
+    channels (i, i + D/2) turned by an angle that grows with the position, at a frequency of
+    its own, so that a query-key product depends on their distance only."""
+    D = x.shape[-1]
+    inv_freq = 1.0 / (10_000 ** (ops.arange(0, D // 2, dtype="float32") / (D // 2)))  # (D/2,)
+    angles = ops.cast(positions, "float32")[:, None] * inv_freq[None, :]  # (n, D/2)
+    cos, sin = ops.cast(ops.cos(angles), x.dtype), ops.cast(ops.sin(angles), x.dtype)
+    x1, x2 = x[..., : D // 2], x[..., D // 2 :]
+    return ops.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="lmcore")
 class CausalSelfAttention(layers.Layer):
     """Multi-head self-attention in which position t sees positions <= t only.
 
     ``call`` attends over its input window; ``call_with_cache`` attends from new positions
     to a key/value cache of the whole block, writing theirs into it: generation's form of
-    the same computation (both go through :meth:`project` and :meth:`attend`).
+    the same computation (both go through :meth:`project` and :meth:`attend`). ``variant``
+    switches on the modern changes: rotary positions on queries and keys, RMS-normalized
+    queries and keys (QK-norm), a zero-initialised output projection.
     """
 
-    def __init__(self, n_embd, n_head, dropout=0.0, **kwargs):
+    def __init__(self, n_embd, n_head, dropout=0.0, variant=None, **kwargs):
         super().__init__(**kwargs)
         self.n_embd, self.n_head, self.dropout = n_embd, n_head, dropout
+        self.variant = {**CLASSIC, **(variant or {})}
+        out_init = "zeros" if self.variant["zero_init"] else "glorot_uniform"
         self.qkv = layers.Dense(3 * n_embd, use_bias=False, name="qkv")
-        self.proj = layers.Dense(n_embd, use_bias=False, name="proj")
+        self.proj = layers.Dense(n_embd, use_bias=False, kernel_initializer=out_init, name="proj")
         self.attn_drop = layers.Dropout(dropout)
         self.resid_drop = layers.Dropout(dropout)
 
@@ -63,12 +87,19 @@ class CausalSelfAttention(layers.Layer):
         self.proj.build(input_shape)
         _keep_frozen(self)
 
-    def project(self, x):
-        """Queries, keys and values of ``x`` (B, n, C), each (B, H, n, D)."""
+    def project(self, x, positions=None):
+        """Queries, keys and values of ``x`` (B, n, C) at ``positions`` (n,; default 0..n-1),
+        each (B, H, n, D), with the variant's QK-norm and rotary positions applied."""
         B, n = ops.shape(x)[0], ops.shape(x)[1]
         H, D = self.n_head, self.n_embd // self.n_head
         qkv = ops.transpose(ops.reshape(self.qkv(x), (B, n, 3, H, D)), (2, 0, 3, 1, 4))  # (3, B, H, n, D)
-        return qkv[0], qkv[1], qkv[2]
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if self.variant["qk_norm"]:
+            q, k = _rms(q), _rms(k)
+        if self.variant["rotary"]:
+            positions = ops.arange(n) if positions is None else positions
+            q, k = rotate(q, positions), rotate(k, positions)
+        return q, k, v
 
     def attend(self, q, k, v, visible, training=False):
         """Each query (B, H, n, D) over the keys and values (B, H, T, D) it may see, ``visible``
@@ -93,9 +124,9 @@ class CausalSelfAttention(layers.Layer):
     def call_with_cache(self, x, cache, index):
         """``x`` (B, n, C) at positions index..index+n-1, ``cache`` (2, B, H, T, D) of keys and
         values; returns (output (B, n, C), the cache with the new positions written)."""
-        q, k, v = self.project(x)
         T, n = ops.shape(cache)[3], ops.shape(x)[1]
         rows = index + ops.arange(n)  # the positions written, (n,)
+        q, k, v = self.project(x, rows)
         write = ops.cast(rows[:, None] == ops.arange(T)[None, :], cache.dtype)  # (n, T)
         keep = 1 - ops.sum(write, axis=0)[:, None]  # (T, 1): 0 where a position is rewritten
         k_all = cache[0] * keep + ops.einsum("nt,bhnd->bhtd", write, ops.cast(k, cache.dtype))
@@ -105,21 +136,27 @@ class CausalSelfAttention(layers.Layer):
         return y, ops.stack([k_all, v_all])
 
     def get_config(self):
-        return {**super().get_config(), "n_embd": self.n_embd, "n_head": self.n_head, "dropout": self.dropout}
+        base = {"n_embd": self.n_embd, "n_head": self.n_head, "dropout": self.dropout}
+        return {**super().get_config(), **base, "variant": self.variant}
 
 
 @keras.saving.register_keras_serializable(package="lmcore")
 class Block(layers.Layer):
-    """x + attn(ln1(x)), then x + mlp(ln2(x)): the pre-LayerNorm transformer block."""
+    """x + attn(ln1(x)), then x + mlp(ln2(x)): the pre-LayerNorm transformer block.
 
-    def __init__(self, n_embd, n_head, dropout=0.0, **kwargs):
+    The MLP is GELU, or ReLU squared in the modern ``variant``, whose output projections start
+    at zero (a block then begins as the identity)."""
+
+    def __init__(self, n_embd, n_head, dropout=0.0, variant=None, **kwargs):
         super().__init__(**kwargs)
         self.n_embd, self.n_head, self.dropout = n_embd, n_head, dropout
+        self.variant = {**CLASSIC, **(variant or {})}
+        out_init = "zeros" if self.variant["zero_init"] else "glorot_uniform"
         self.ln1 = layers.LayerNormalization(epsilon=1e-5, center=False, name="ln1")
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout, name="attn")
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, self.variant, name="attn")
         self.ln2 = layers.LayerNormalization(epsilon=1e-5, center=False, name="ln2")
         self.fc = layers.Dense(4 * n_embd, use_bias=False, name="fc")
-        self.fc_proj = layers.Dense(n_embd, use_bias=False, name="fc_proj")
+        self.fc_proj = layers.Dense(n_embd, use_bias=False, kernel_initializer=out_init, name="fc_proj")
         self.mlp_drop = layers.Dropout(dropout)
 
     def build(self, input_shape):
@@ -129,7 +166,8 @@ class Block(layers.Layer):
         _keep_frozen(self)
 
     def mlp(self, x, training=False):
-        h = ops.gelu(self.fc(x), approximate=True)  # (B, T, 4C)
+        h = self.fc(x)  # (B, T, 4C)
+        h = ops.square(ops.relu(h)) if self.variant["mlp"] == "relu2" else ops.gelu(h, approximate=True)
         return self.mlp_drop(self.fc_proj(h), training=training)
 
     def call(self, x, training=False):
@@ -149,7 +187,23 @@ class Block(layers.Layer):
             dense.kernel.assign(ops.zeros_like(dense.kernel))
 
     def get_config(self):
-        return {**super().get_config(), "n_embd": self.n_embd, "n_head": self.n_head, "dropout": self.dropout}
+        base = {"n_embd": self.n_embd, "n_head": self.n_head, "dropout": self.dropout}
+        return {**super().get_config(), **base, "variant": self.variant}
+
+
+@keras.saving.register_keras_serializable(package="lmcore")
+class SoftCap(layers.Layer):
+    """``cap * tanh(logits / cap)``: logits kept within (-cap, cap), smoothly (float32)."""
+
+    def __init__(self, cap, **kwargs):
+        super().__init__(**kwargs)
+        self.cap = cap
+
+    def call(self, logits):
+        return self.cap * ops.tanh(ops.cast(logits, "float32") / self.cap)
+
+    def get_config(self):
+        return {**super().get_config(), "cap": self.cap}
 
 
 @keras.saving.register_keras_serializable(package="lmcore")
@@ -208,14 +262,27 @@ class TiedEmbedding(layers.Embedding):
 
 def _build_gpt(c: GPTConfig) -> keras.Model:
     init = keras.initializers.RandomNormal(stddev=0.02)
+    variant = {"rotary": c.rotary, "qk_norm": c.qk_norm, "mlp": c.mlp, "zero_init": c.zero_init}
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")  # (B, T)
     wte = TiedEmbedding(c.vocab_size, c.n_embd, embeddings_initializer=init, name="wte")
-    x = PositionEmbedding(c.block_size, c.n_embd, name="wpe")(wte(ids))  # (B, T, C)
+    x = wte(ids)  # (B, T, C)
+    if not c.rotary:  # rotary positions live in the attention instead
+        x = PositionEmbedding(c.block_size, c.n_embd, name="wpe")(x)
     x = layers.Dropout(c.dropout)(x)
     for i in range(c.n_layer):
-        x = Block(c.n_embd, c.n_head, c.dropout, name=f"block_{i}")(x)
+        x = Block(c.n_embd, c.n_head, c.dropout, variant if variant != CLASSIC else None, name=f"block_{i}")(
+            x
+        )
     x = layers.LayerNormalization(epsilon=1e-5, center=False, name="ln_f")(x)
-    logits = wte(x, reverse=True)  # (B, T, V)
+    if c.tied_head:
+        logits = wte(x, reverse=True)  # (B, T, V)
+    else:
+        head_init = "zeros" if c.zero_init else "glorot_uniform"
+        logits = layers.Dense(
+            c.vocab_size, use_bias=False, kernel_initializer=head_init, dtype="float32", name="head"
+        )(x)
+    if c.softcap:
+        logits = SoftCap(c.softcap, name="softcap")(logits)
     return keras.Model(ids, logits, name="gpt")
 
 
@@ -260,12 +327,27 @@ class GPTParts:
     """A GPT's layers in order, and its cached, incremental call: generation's form of the
     model, through the same layers (and the same attention) as training's ``model(ids)``."""
 
-    def __init__(self, model: keras.Model):
-        self.wte, self.wpe, self.ln_f = (model.get_layer(n) for n in ("wte", "wpe", "ln_f"))
+    def __init__(self, model: keras.Model, block_size: int | None = None):
+        named = {layer.name: layer for layer in model.layers}
+        self.wte, self.ln_f = named["wte"], named["ln_f"]
+        self.wpe, self.head, self.softcap = named.get("wpe"), named.get("head"), named.get("softcap")
         self.blocks = [layer for layer in model.layers if isinstance(layer, Block)]
-        self.embeddings, self.top = [self.wte, self.wpe], [self.ln_f]
-        self.block_size, self.vocab_size = self.wpe.block_size, self.wte.input_dim
+        self.embeddings = [self.wte, *([self.wpe] if self.wpe else [])]
+        self.top = [self.ln_f, *([self.head] if self.head else [])]
+        # The cache's length: the learned positions', or the config's (rotary positions have none).
+        self.block_size = self.wpe.block_size if self.wpe else block_size
+        self.vocab_size = self.wte.input_dim
         self.n_head, self.head_dim = self.blocks[0].n_head, self.blocks[0].n_embd // self.blocks[0].n_head
+
+    def logits(self, x):
+        """The final norm, the head (tied or not) and the soft cap: logits (B, n, V)."""
+        x = self.ln_f(x)
+        logits = self.head(x) if self.head else self.wte(x, reverse=True)
+        return self.softcap(logits) if self.softcap else logits
+
+    def embed(self, ids, index=None):
+        x = self.wte(ids)
+        return self.wpe(x, index=index) if self.wpe else x
 
     def empty_cache(self, batch: int):
         """Keys and values of every layer for a whole block: (L, 2, B, H, T, D), zeros."""
@@ -274,16 +356,16 @@ class GPTParts:
     def call_with_cache(self, ids, cache, index):
         """Logits (B, n, V) for ``ids`` (B, n) at positions index..index+n-1, attending to the
         cache's earlier positions, and the cache with these written."""
-        x = self.wpe(self.wte(ids), index=index)  # (B, n, C)
+        x = self.embed(ids, index)  # (B, n, C)
         caches = []
         for i, block in enumerate(self.blocks):
             x, layer_cache = block.call_with_cache(x, cache[i], index)
             caches.append(layer_cache)
-        return self.wte(self.ln_f(x), reverse=True), ops.stack(caches)
+        return self.logits(x), ops.stack(caches)
 
     def attention_weights(self, ids) -> np.ndarray:
         """The attention weights of every layer and head over ``ids`` (1, n): (L, H, n, n)."""
-        x = self.wpe(self.wte(ids))
+        x = self.embed(ids)
         maps = []
         for block in self.blocks:
             out, att = block.attn.attention(block.ln1(x))  # att: (1, H, n, n)
@@ -327,10 +409,11 @@ class RNNParts:
         return ops.stack(out, axis=1), state
 
 
-def parts(model: keras.Model) -> GPTParts | RNNParts:
-    """The layers of a model :func:`build_model` made, by role (and its cached call)."""
+def parts(model: keras.Model, block_size: int | None = None) -> GPTParts | RNNParts:
+    """The layers of a model :func:`build_model` made, by role (and its cached call);
+    ``block_size`` sizes a GPT's cache where the model has no learned positions."""
     names = {layer.name for layer in model.layers}
-    return GPTParts(model) if "wte" in names else RNNParts(model)
+    return GPTParts(model, block_size) if "wte" in names else RNNParts(model)
 
 
 def copy_weights(source: keras.Model, target: keras.Model, blocks: int) -> None:

@@ -9,7 +9,9 @@ Layout of ``<runs dir>/<run id>/``::
                        files, URLs); built-in corpora are reloaded and checked by SHA-256
     status.json        running | completed | stopped | failed (+ message), step, best loss;
                        rewritten atomically, so a reader never sees half of it
-    metrics.jsonl      append-only, one JSON object per logged step
+    metrics.jsonl      append-only, one JSON object per logged interval: its means, the
+                       validation when there was one, and each step's loss and learning rate
+                       (``step_losses``, ``step_lr``; see :func:`per_step`)
     samples.jsonl      append-only, the text generated at each validation
     checkpoints/       last.keras and best.keras, each written to a temporary name first
                        and then renamed, so a crash never leaves a partial file under
@@ -167,6 +169,33 @@ def read_jsonl(path: Path) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+def per_step(records: list[dict]) -> list[dict]:
+    """One row a step (``step``, ``time``, ``loss``, ``lr``) from the interval records: each
+    step's own loss and rate where the record has them (time shared out over the interval),
+    else the interval's mean at its last step (runs from before per-step losses)."""
+    rows, last_step, last_time = [], 0, 0.0
+    for r in records:
+        losses, lrs = r.get("step_losses"), r.get("step_lr")
+        if losses and "step" in r:
+            n = len(losses)
+            lrs = lrs if lrs and len(lrs) == n else [r.get("lr")] * n
+            for i, (loss, lr) in enumerate(zip(losses, lrs, strict=True)):
+                frac = (i + 1) / n
+                step = r["step"] - n + 1 + i
+                rows.append(
+                    {
+                        "step": step,
+                        "time": last_time + frac * (r.get("time", 0) - last_time),
+                        "loss": loss,
+                        "lr": lr,
+                    }
+                )
+        elif "loss" in r and "step" in r:
+            rows.append({k: r[k] for k in ("step", "time", "loss", "lr") if k in r})
+        last_step, last_time = r.get("step", last_step), r.get("time", last_time)
+    return rows
 
 
 # ---------------------------------------------------------------------------- the run's record

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -295,6 +296,9 @@ def start(
     strat = distribute.make_strategy(strategy)  # before TensorFlow runs anything
     info = {**device.describe(), **distribute.describe(strat)}
     device.setup(info)
+    unused = device.unused_gpu_message(len(info["gpus"]))
+    if unused:
+        print(f"note: {unused}", file=sys.stderr)
     run_dir = runs.create(runs_root, run_id or runs.new_run_id(job.model_name, name))
     with runs.training_lock(run_dir):
         runs.write_record(run_dir, job.record(info, parent, **(lineage or {})))

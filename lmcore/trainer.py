@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from lmcore import distribute, public, runs, schedule
@@ -57,6 +58,51 @@ class Task(Protocol):
 # ---------------------------------------------------------------------------- compiling
 
 
+@keras.saving.register_keras_serializable(package="lmcore")
+class StepLosses(keras.metrics.Metric):
+    """Each step's training loss within one logged interval, kept inside the compiled loop.
+
+    With many steps per call into the graph, Keras hands Python only the interval's mean;
+    this metric writes every step's loss into a vector the recorder reads once per interval,
+    so the curves get a point per step without a device read per step. Keras resets it at
+    each interval (one Keras epoch)."""
+
+    def __init__(self, size: int, name: str = "step_losses", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.size = int(size)
+        self.losses = self.add_variable(shape=(self.size,), initializer="zeros", name="losses")
+        self.count = self.add_variable(shape=(), initializer="zeros", dtype="int32", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True))
+        slot = keras.ops.arange(self.size) == keras.ops.minimum(self.count, self.size - 1)
+        self.losses.assign(keras.ops.where(slot, keras.ops.cast(loss, "float32"), self.losses))
+        self.count.assign(self.count + 1)
+
+    def result(self):
+        n = keras.ops.maximum(keras.ops.cast(self.count, "float32"), 1.0)
+        return keras.ops.sum(self.losses) / n
+
+    def reset_state(self):
+        self.losses.assign(keras.ops.zeros((self.size,)))
+        self.count.assign(0)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+def step_losses(model) -> StepLosses | None:
+    """The model's StepLosses metric, if it was compiled with one (checkpoints from before it
+    were not)."""
+    todo = list(model.metrics)
+    while todo:
+        metric = todo.pop()
+        if isinstance(metric, StepLosses):
+            return metric
+        todo += list(getattr(metric, "metrics", []) or [])
+    return None
+
+
 def make_optimizer(c: TrainConfig):
     clip = {"global_clipnorm": c.clipnorm} if c.clipnorm else {}
     lr = schedule.keras_schedule(c)
@@ -64,6 +110,10 @@ def make_optimizer(c: TrainConfig):
         return keras.optimizers.AdamW(lr, weight_decay=c.weight_decay, **clip)
     if c.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=0.9, **clip)
+    if c.optimizer == "muon":  # Keras' Muon: AdamW steps for embeddings, norms, positions, the head
+        return keras.optimizers.Muon(
+            lr, weight_decay=0.0, adam_weight_decay=0.0, exclude_layers=["wpe", "head"], **clip
+        )
     return keras.optimizers.Adam(lr, **clip)
 
 
@@ -78,7 +128,7 @@ def compile_model(model, c: TrainConfig, family: str) -> None:
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), StepLosses(c.log_every)],
         jit_compile=jit,
     )
 
@@ -223,6 +273,7 @@ class Recorder(keras.callbacks.Callback):
             return
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         record = {"step": self.step, "time": round(self.elapsed0 + now - self.t0, 3), **record, "lr": lr}
+        record.update(self.per_step(self.step - self.logged_step))
         self.speed = record.get("tokens_per_s", record.get("examples_per_s"))
         self.logged_step = self.step
         c = self.t.c
@@ -234,6 +285,22 @@ class Recorder(keras.callbacks.Callback):
             record.update(val)
         self.t.write_record(record, self.step, self.last_val, self.best)
         self.t_log = time.perf_counter()  # validation time is not training time
+
+    def per_step(self, steps: int) -> dict:
+        """This interval's loss at each step (read once from the graph) and the learning rate
+        each step trained at (the schedule's formula, the one the optimizer follows)."""
+        metric = self.t.losses_metric = self.t.losses_metric or step_losses(
+            self.model
+        )  # built at the first step
+        if metric is None or steps <= 0 or steps > metric.size:
+            return {}
+        losses = keras.ops.convert_to_numpy(metric.losses)[:steps]
+        first = self.logged_step + 1
+        lrs = schedule.lr_at(self.t.c, np.arange(first - 1, first - 1 + steps))  # step s trains at lr(s-1)
+        return {
+            "step_losses": [round(float(v), 5) for v in losses],
+            "step_lr": [float(f"{v:.6g}") for v in lrs],
+        }
 
     def fail(self, what: str) -> None:
         self.failure = f"{what}; lower the learning rate"
@@ -275,6 +342,7 @@ class Trainer:
         self.stop_flag = threading.Event()
         self.limits = public.Limits.from_env()  # a shared server's time cap, if it set one
         self.writer = None
+        self.losses_metric: StepLosses | None = None
 
     def write_record(self, record: dict, step: int, val_loss, best: float) -> None:
         """One logged interval: metrics.jsonl, TensorBoard, the status, the listener."""
@@ -283,6 +351,12 @@ class Trainer:
             for key, value in record.items():
                 if key not in ("step", "time") and isinstance(value, int | float):
                     tf.summary.scalar(key, value, step=step)
+            first = step - len(record.get("step_losses", [])) + 1
+            for i, (loss, lr) in enumerate(
+                zip(record.get("step_losses", []), record.get("step_lr", []), strict=True)
+            ):
+                tf.summary.scalar("step_loss", loss, step=first + i)
+                tf.summary.scalar("step_lr", lr, step=first + i)
         runs.write_status(
             self.run_dir,
             "running",

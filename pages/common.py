@@ -9,11 +9,13 @@ TensorFlow; :func:`generator` reaches it through ``lmcore.generate`` only when c
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -62,6 +64,12 @@ def device_label() -> str:
     return f"GPU ({gpus[0]})" if gpus else "CPU"
 
 
+@st.cache_resource(show_spinner="Checking the GPU…")
+def unused_gpu() -> str | None:
+    """Said once per server: a GPU TensorFlow cannot use (checked in a child process)."""
+    return device.unused_gpu_message()
+
+
 def sidebar() -> None:
     """The shared sidebar: the device, the runs folder (not in public mode), the admin unlock
     (public mode), and the jobs training now, refreshed at the live view's pace while any is."""
@@ -69,6 +77,8 @@ def sidebar() -> None:
 
     with st.sidebar:
         st.caption(f"**Device:** {device_label()}")
+        if device_label() != "CPU" and unused_gpu():
+            st.warning(plain(unused_gpu()))
         if not policy().public:
             st.caption(f"**Runs:** `{runs_root().resolve()}`")
         else:
@@ -339,6 +349,15 @@ def metrics_frame(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(runs.read_jsonl(run_dir / "metrics.jsonl"))
 
 
+def step_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A point a step: loss, bits, perplexity and learning rate (:func:`lmcore.runs.per_step`)."""
+    steps = pd.DataFrame(runs.per_step(df.to_dict("records"))) if not df.empty else pd.DataFrame()
+    if "loss" in steps:
+        steps["bits"] = steps["loss"] / math.log(2)
+        steps["ppl"] = np.exp(np.minimum(steps["loss"], 50))
+    return steps
+
+
 def ema(values: pd.Series, alpha: float) -> pd.Series:
     """Exponential moving average; alpha 0 leaves the curve as it is."""
     return values if alpha <= 0 else values.ewm(alpha=1 - alpha, adjust=True, ignore_na=True).mean()
@@ -361,9 +380,10 @@ def curve_traces(df: pd.DataFrame, metric: str, smooth: float, x: str, label: st
     if df.empty or x not in df:
         return []
     traces = []
-    if train_key in df:
-        y = ema(df[train_key], smooth) if val_key else df[train_key]
-        traces.append(dict(x=df[x], y=y, mode="lines", name=f"{label}train"))
+    line = step_frame(df) if train_key in ("loss", "bits", "ppl", "lr") else df  # a point a step
+    if train_key in line and x in line:
+        y = ema(line[train_key], smooth) if val_key else line[train_key]
+        traces.append(dict(x=line[x], y=y, mode="lines", name=f"{label}train"))
     if val_key and val_key in df:
         val = df.dropna(subset=[val_key])
         traces.append(dict(x=val[x], y=val[val_key], mode="lines+markers", name=f"{label}validation"))

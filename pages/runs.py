@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from lmcore import LMError, jobs, public
-from pages import common
+from pages import ablation_view, common
 
 common.route_through_app()
 
@@ -22,6 +22,7 @@ if rules.public:
             + ", ".join(f"{e['kind']} {common.plain(e['name'])} ({e['bytes'] / 2**20:.1f} MB)" for e in gone)
         )
 rows = common.run_choices()
+ablation_view.show(root, rows)
 if not rows:
     st.info("No runs yet. Start one on the Train page.")
     st.stop()

@@ -5,7 +5,15 @@ from dataclasses import replace
 import streamlit as st
 
 from lmcore import LMError, corpus, device, jobs, schedule, specs, tokenizers, train
-from lmcore.config import MODEL_NAMES, OPTIMIZERS, SCHEDULES, DataConfig, make_config, make_train_config
+from lmcore.config import (
+    MODEL_NAMES,
+    OPTIMIZERS,
+    RECIPES,
+    SCHEDULES,
+    DataConfig,
+    make_config,
+    make_train_config,
+)
 from pages import common
 
 common.route_through_app()
@@ -29,8 +37,10 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
     model = cols[0].selectbox(
         "Model",
         MODEL_NAMES,
-        index=MODEL_NAMES.index("nano"),
-        help="seed-lstm is the tutorial's network: Embedding 64, two LSTM 128 layers, Dense",
+        index=MODEL_NAMES.index("modern-nano"),
+        help="seed-lstm is the tutorial's network: Embedding 64, two LSTM 128 layers, Dense; "
+        "nano is nanoGPT's CPU shape; modern-nano the same shape with rotary positions, QK-norm, "
+        "a ReLU² MLP, zero-initialised projections, an untied head, a logit cap, trained with Muon",
     )
     kind = cols[1].selectbox("Tokenizer", tokenizers.KINDS)
     name = cols[2].text_input("Run name (optional)", max_chars=40)
@@ -43,7 +53,14 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
     length = (
         cols[1].number_input("Epochs", 0.1, 100.0, 10.0 if model == "seed-lstm" else 1.0, key=f"ep-{model}")
         if by_epochs
-        else cols[1].number_input("Steps", 10, common.step_cap(), 1000, step=100, key=f"st-{model}")
+        else cols[1].number_input(
+            "Steps",
+            10,
+            common.step_cap(),
+            min(RECIPES.get(model, {}).get("steps", 1000), common.step_cap()),
+            step=100,
+            key=f"st-{model}",
+        )
     )
     batch = cols[2].number_input("Batch size", 1, 1024, recipe.batch_size, key=f"b-{model}")
     block = cols[3].number_input("Block size", 4, 1024, make_config(model).block_size, key=f"t-{model}")

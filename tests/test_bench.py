@@ -42,7 +42,7 @@ def test_bench_train_times_a_tiny_model_and_reports_mfu(monkeypatch):
 
     device.import_tensorflow()
     monkeypatch.setattr(bench_train, "matmul_roof", lambda: 100.0)
-    (r,) = bench_train.train_bench(configs=(("tiny", "tiny", 4),), intervals=1)
+    (r,) = bench_train.train_bench(configs=(("tiny", "tiny", 4),), intervals=1, reference=None)
     assert r["model"] == "tiny" and r["batch"] == 4 and r["block_size"] == 32
     assert r["tokens_per_s"] > 0 and r["steps_per_execution"] == 50  # the recipe logs every 50
     assert abs(r["gflops"] - r["tokens_per_s"] * r["flops_per_token"] / 1e9) < 0.01
@@ -70,3 +70,10 @@ def test_time_to_quality_reports_the_first_validation_under_the_target(small_fil
     )
     assert missed["seconds_to_target"] is None and missed["step_at_target"] is None
     json.dumps(r)  # the --json line
+
+
+def test_the_plain_keras_reference_trains_the_same_shape_without_xla():
+    r = bench_train.plain_keras(batch=2, preset="tiny", intervals=1, steps=2)
+    assert r["jit"] is False and r["tokens_per_s"] > 0 and r["block_size"] == 32
+    ours = models.build_model(models.make_config("tiny", vocab_size=bench_train.VOCAB)).count_params()
+    assert abs(r["parameters"] - ours) / ours < 0.2  # biases and an untied head aside, the same size

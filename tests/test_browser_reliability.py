@@ -300,7 +300,7 @@ def test_two_sessions_train_at_once_and_a_third_waits_in_the_queue(browser, tmp_
 
         wait_status(alice, r"completed · step 400/400", 300)
         wait_status(bob, r"completed · step 600/600", 300)
-        for page, points in ((alice, 8), (bob, 12), *((f, 8) for f in followers)):
+        for page, points in ((alice, 400), (bob, 600), *((f, 400) for f in followers)):  # a point a step
             settle(page)
             for _ in range(40):
                 if curve_points(page) == points:

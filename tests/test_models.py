@@ -95,7 +95,7 @@ def test_the_cached_call_gives_the_full_pass_logits_at_every_position(name):
     ids = rng.integers(0, 23, (2, 12)).astype("int32")
     full = model(ids).numpy()  # (B, T, V)
     assert np.abs(full).max() > 1  # the comparison is not between near-zero numbers
-    net = models.parts(model)
+    net = models.parts(model, config.block_size)
     cache, stepped = net.empty_cache(2), []
     for t in range(12):
         logits, cache = net.call_with_cache(ids[:, t : t + 1], cache, t)

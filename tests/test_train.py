@@ -187,3 +187,20 @@ def test_a_host_with_room_only_without_xla_trains_without_it_and_says_so(small_f
     )
     with pytest.raises(LMError, match="needs about"):
         train.prepare("tiny", data_config, with_jit)  # asked for XLA: refused, not silently changed
+
+
+def test_every_step_is_on_the_curve_recorded_inside_the_compiled_call(tiny_run):
+    """Issue 15: with several steps per call into the graph, each interval's record still
+    carries every step's loss (their mean is the interval's loss Keras reports) and the rate
+    each step trained at (the schedule's, and at the interval's end the optimizer's own)."""
+    from lmcore.schedule import lr_at
+
+    record = runs.read_record(tiny_run)
+    metrics = runs.read_jsonl(tiny_run / "metrics.jsonl")
+    assert metrics and all(len(m["step_losses"]) == record.train.log_every for m in metrics)
+    for m in metrics:
+        assert math.isclose(np.mean(m["step_losses"]), m["loss"], rel_tol=1e-4)
+        assert math.isclose(m["step_lr"][-1], float(lr_at(record.train, m["step"] - 1)), rel_tol=1e-5)
+    steps = runs.per_step(metrics)
+    assert [s["step"] for s in steps] == list(range(1, metrics[-1]["step"] + 1))
+    assert len({s["loss"] for s in steps}) > len(metrics)  # not the interval means repeated
