@@ -56,10 +56,10 @@ RECIPE_KEYS = ("steps", "batch_size", "lr", "schedule", "warmup_steps", "min_lr"
 TARGET_LOSS = 1.8857  # nanoGPT's CPU "baby GPT" after 2,000 iterations (68 s)
 
 
-def matmul_roof(n: int = 2048, reps: int = 8, trials: int = 3) -> float:
-    """Best fp32 matmul GFLOP/s of this machine, XLA-compiled or not."""
-    a = tf.random.normal((n, n), seed=1)
-    b = tf.random.normal((n, n), seed=2)
+def matmul_roof(n: int = 2048, reps: int = 8, trials: int = 3, dtype: str = "float32") -> float:
+    """Best matmul GFLOP/s of this machine in ``dtype``, XLA-compiled or not."""
+    a = tf.cast(tf.random.normal((n, n), seed=1), dtype)
+    b = tf.cast(tf.random.normal((n, n), seed=2), dtype)
     best = 0.0
     for jit in (True, False):
         f = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=jit)
@@ -77,7 +77,8 @@ def flops_per_token(model, config) -> float:
     """Model FLOPs per trained token, ``6 N (+ 12 L T C)`` (see the module docstring)."""
     n = model.count_params()
     if config.family == "gpt":
-        n -= config.block_size * config.n_embd  # learned positions: a lookup
+        if not config.rotary:
+            n -= config.block_size * config.n_embd  # learned positions: a lookup
         return 6 * n + 12 * config.n_layer * config.block_size * config.n_embd
     return 6 * (n - config.vocab_size * config.n_embd)  # input embedding: a lookup
 
@@ -355,7 +356,7 @@ def startup(model_name: str = "modern-nano", source: str = "builtin:tiny-shakesp
     call into the graph (one logged interval of ``log_every`` steps, timed apart)."""
     imported = process_seconds()
     t0 = time.perf_counter()
-    c = make_train_config(model_name, steps=100, log_every=50, eval_every=100, sample_length=0)
+    c = make_train_config(model_name, steps=150, log_every=50, eval_every=150, sample_length=0)
     job = train_mod.prepare(model_name, DataConfig(source=source), c, loaded=corpus.load(source))
     prepared = time.perf_counter() - t0
     marks = []
@@ -380,7 +381,7 @@ def startup(model_name: str = "modern-nano", source: str = "builtin:tiny-shakesp
     }
 
 
-def ablation(steps: int = 600, source: str = "builtin:tiny-shakespeare"):
+def ablation(steps: int = 700, source: str = "builtin:tiny-shakespeare"):
     """Yield the time to quality of every variant of :data:`lmcore.ablation.VARIANTS`, each
     trained the same steps on the same schedule, validated every 50 steps."""
     from lmcore import ablation as abl
@@ -398,6 +399,75 @@ def ablation(steps: int = 600, source: str = "builtin:tiny-shakespeare"):
         )
         keras.backend.clear_session()
         yield {"variant": label, **{k: v for k, v in r.items() if k != "curve"}, "curve": r["curve"]}
+
+
+GPU_MODELS = ("modern-small", "small", "seed-lstm")
+
+
+def gpu_bench(steps: int = 300, names=GPU_MODELS, source: str = "builtin:tiny-shakespeare"):
+    """For a GPU host (``bench gpu``; runs on a CPU too, in fp32): each model trained ``steps``
+    steps on its recipe through the trainer, in the precision :func:`lmcore.device.describe`
+    picks (mixed float16 on a GPU; Keras' LSTM takes cuDNN's kernel there, the trainer leaves
+    recurrent models out of XLA); tokens/s (median of the logged intervals after the first),
+    MFU against a matmul roof in the compute dtype measured in this run, and the validation
+    loss reached."""
+    info = device.describe()
+    device.setup(info)
+    dtype = keras.mixed_precision.global_policy().compute_dtype
+    roof = matmul_roof(n=8192 if info["gpus"] else 2048, dtype=dtype)
+    for name in names:
+        every = max(1, steps // 4)
+        r = time_to_quality(model_name=name, source=source, steps=steps, eval_every=every)
+        speeds = [p["tokens_per_s"] for p in r["curve"][1:]] or [r["curve"][-1]["tokens_per_s"]]
+        tokens_per_s = statistics.median(speeds)
+        config = models.make_config(name, vocab_size=VOCAB)
+        fpt = flops_per_token(models.build_model(config), config)
+        keras.backend.clear_session()
+        yield {
+            "model": name,
+            "device": info["device"],
+            "precision": info["precision"],
+            "steps": steps,
+            "batch": r["recipe"]["batch_size"],
+            "block_size": config.block_size,
+            "tokens_per_s": round(tokens_per_s, 1),
+            "flops_per_token": fpt,
+            "gflops": round(tokens_per_s * fpt / 1e9, 2),
+            "roof_gflops": round(roof, 1),
+            "mfu": round(tokens_per_s * fpt / 1e9 / roof, 4),
+            "val_loss": r["final_val_loss"],
+            "wall_s": r["wall_s"],
+        }
+
+
+def rows(what: str, target: float = TARGET_LOSS, model: str = "nano", eval_every: int = 100, steps=None):
+    """(record, line) pairs of ``python -m lmcore bench WHAT``, every benchmark but generate."""
+    if what == "train-to-quality":
+        r = time_to_quality(target, model, eval_every=eval_every, steps=steps)
+        yield r, format_quality(r)
+    elif what == "startup":
+        r = startup(model)
+        yield r, ", ".join(f"{k} {v}" for k, v in r.items())
+    elif what == "ablation":
+        for r in ablation(steps or 700):
+            yield r, f"{r['variant']}: {format_quality(r)}"
+    elif what == "train-profile":
+        roof = matmul_roof()
+        for batch in (12, 64):
+            r = {**step_profile(batch), "roof_gflops": round(roof, 1)}
+            yield r, format_profile(r)
+    elif what == "train":
+        for r in train_bench():
+            yield r, format_train(r)
+    elif what == "gpu":
+        for r in gpu_bench(steps or 300):
+            yield (
+                r,
+                (
+                    f"{format_train(r)}; {r['precision']} on {r['device']}, val {r['val_loss']} "
+                    f"after {r['steps']} steps"
+                ),
+            )
 
 
 def format_train(r: dict) -> str:

@@ -92,15 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     b.add_argument(
         "what",
-        choices=("generate", "train", "train-to-quality", "train-profile", "ablation", "startup"),
+        choices=("generate", "train", "train-to-quality", "train-profile", "ablation", "startup", "gpu"),
         help="generate: incremental vs naive decoding; train: tokens/s and MFU; "
         "train-to-quality: seconds to a validation loss on Tiny Shakespeare; "
         "train-profile: where a nano step's time goes; ablation: steps to quality of each modern change; "
-        "startup: seconds to the first step",
+        "startup: seconds to the first step; gpu: modern-small, small and seed-lstm on this host's GPU",
     )
     b.add_argument("--tokens", type=_positive_int, default=1000, help="tokens generated per row")
     b.add_argument("--target", type=_number, default=1.8857, help="train-to-quality: the validation loss")
-    b.add_argument("--steps", type=_positive_int, help="train-to-quality: steps (default: the recipe's)")
+    b.add_argument(
+        "--steps",
+        type=_positive_int,
+        help="train-to-quality, ablation, gpu: steps (default: 700 or the recipe's)",
+    )
     b.add_argument("--eval-every", type=_positive_int, default=100, help="train-to-quality: steps")
     b.add_argument("--model", default="nano", help="train-to-quality: the model")
     b.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -442,28 +446,9 @@ def cmd_bench(args) -> int:
     from lmcore import bench, bench_train, device
 
     device.import_tensorflow()
-    if args.what == "train-to-quality":
-        r = bench_train.time_to_quality(args.target, args.model, eval_every=args.eval_every, steps=args.steps)
-        print(json.dumps(r) if args.json else bench_train.format_quality(r), flush=True)
-        return 0
-    if args.what == "startup":
-        print(json.dumps(bench_train.startup(args.model)), flush=True)
-        return 0
-    if args.what == "ablation":
-        for r in bench_train.ablation(args.steps or 600):
-            print(
-                json.dumps(r) if args.json else f"{r['variant']}: {bench_train.format_quality(r)}", flush=True
-            )
-        return 0
-    if args.what == "train-profile":
-        roof = bench_train.matmul_roof()
-        for batch in (12, 64):
-            r = {**bench_train.step_profile(batch), "roof_gflops": round(roof, 1)}
-            print(json.dumps(r) if args.json else bench_train.format_profile(r), flush=True)
-        return 0
-    if args.what == "train":
-        for r in bench_train.train_bench():
-            print(json.dumps(r) if args.json else bench_train.format_train(r), flush=True)
+    if args.what != "generate":
+        for r, line in bench_train.rows(args.what, args.target, args.model, args.eval_every, args.steps):
+            print(json.dumps(r) if args.json else line, flush=True)
         return 0
     for r in bench.generate_bench(args.tokens):
         line = (

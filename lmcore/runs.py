@@ -67,9 +67,11 @@ def check_run_id(run_id: str) -> str:
 
 
 def new_run_id(model: str, name: str | None = None) -> str:
-    """A sortable, unique id: ``YYYYmmdd-HHMMSS-<name or model>-<4 hex>``."""
+    """A sortable, unique id: ``YYYYmmdd-HHMMSS-<name or model>-<8 hex>``. Eight hex digits:
+    with four, twenty ids made in one second collided about once in 340 tries (a run refused
+    as "already exists", and a flaky test)."""
     label = re.sub(r"[^A-Za-z0-9_-]+", "-", name or model).strip("-")[:40] or "run"
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{secrets.token_hex(2)}"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{secrets.token_hex(4)}"
 
 
 def create(root: Path, run_id: str) -> Path:

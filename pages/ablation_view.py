@@ -16,7 +16,9 @@ def start_button(root: Path) -> None:
     """One button that queues the ablation's runs on the session's corpus (or Tiny Shakespeare)."""
     source = st.session_state.get("corpus_source") or "builtin:tiny-shakespeare"
     cols = st.columns([3, 1])
-    steps = cols[1].number_input("Steps per run", 100, common.step_cap(2000), 600, step=100, key="abl-steps")
+    cap = common.step_cap(2000)  # a public server's cap may be under the default
+    low = min(100, cap)
+    steps = cols[1].number_input("Steps per run", low, cap, min(700, cap), step=100, key="abl-steps")
     where = common.plain(common.corpus_label(source))
     cols[0].caption(
         f"{len(ablation.VARIANTS)} runs of `nano`'s shape on {where}, the same steps and schedule "

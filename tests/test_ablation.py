@@ -10,11 +10,11 @@ from lmcore.runs import RunRecord
 
 def test_each_variant_changes_one_thing_on_the_same_schedule():
     specs = ablation.variant_specs("builtin:tiny-shakespeare", steps=300)
-    assert len(specs) == len(ablation.VARIANTS) == 9
+    assert len(specs) == len(ablation.VARIANTS) == 10
     schedules = {(s.train.steps, s.train.schedule, s.train.warmup_steps, s.train.eval_every) for s in specs}
     assert schedules == {(300, "cosine", 50, 50)}  # what differs is the variant, not the schedule
     assert [s.train.optimizer for s in specs[:2]] == ["adam", "muon"] and specs[0].model_overrides == {}
-    assert all(len(s.model_overrides) == 1 for s in specs[2:-1])  # one change each
+    assert all(len(s.model_overrides) == 1 for s in specs[2:-2])  # one change each
     for s in specs:
         make_config(s.model, **s.model_overrides)  # every variant is a valid GPT
     assert make_config("nano", **specs[-1].model_overrides) == make_config("modern-nano")
@@ -41,7 +41,7 @@ def test_the_table_counts_steps_and_tokens_to_each_target(tmp_path):
     modern = _run(tmp_path, "b", make_config("modern-nano", vocab_size=65), "muon", [(100, 1.95), (200, 1.6)])
     rows = {r["run"]: r for r in ablation.table([base, modern])}
     assert rows["a"]["variant"] == "nano, adam"
-    assert rows["b"]["variant"].startswith("nano, muon, rotary + qk_norm + mlp")
+    assert rows["b"]["variant"] == "nano, muon, rotary + qk_norm + zero_init"
     assert rows["a"]["steps to 1.8857"] == 300 and rows["a"]["tokens to 1.8857"] == 300 * 4 * 64
     assert rows["a"]["steps to 1.62"] is None and rows["a"]["best val loss"] == 1.7
     assert rows["b"]["steps to 1.8857"] == rows["b"]["steps to 1.62"] == 200

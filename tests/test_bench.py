@@ -25,6 +25,10 @@ def test_flops_per_token_counts_the_matmul_weights_and_attention_by_hand():
     assert bench_train.flops_per_token(model, c) == want
     assert 5.1e6 < want < 5.2e6  # nano: about 5.17 MFLOP per token
 
+    m = models.make_config("modern-nano", vocab_size=65)  # rotary: no positions to leave out
+    modern = models.build_model(m)
+    assert bench_train.flops_per_token(modern, m) == 6 * modern.count_params() + 12 * L * T * C
+
     r = models.make_config("seed-lstm", vocab_size=65)
     lstm = models.build_model(r)
     E, H = r.n_embd, r.n_hidden
@@ -77,3 +81,15 @@ def test_the_plain_keras_reference_trains_the_same_shape_without_xla():
     assert r["jit"] is False and r["tokens_per_s"] > 0 and r["block_size"] == 32
     ours = models.build_model(models.make_config("tiny", vocab_size=bench_train.VOCAB)).count_params()
     assert abs(r["parameters"] - ours) / ours < 0.2  # biases and an untied head aside, the same size
+
+
+def test_the_gpu_bench_trains_each_model_and_reports_speed_mfu_and_loss(monkeypatch, small_file):
+    """``bench gpu`` on this CPU: the same rows a GPU host records, in float32 here."""
+    monkeypatch.setattr(bench_train, "matmul_roof", lambda **kw: 100.0)
+    rows = list(bench_train.gpu_bench(steps=8, names=("tiny", "seed-lstm"), source=str(small_file)))
+    assert [r["model"] for r in rows] == ["tiny", "seed-lstm"]
+    for r in rows:
+        assert r["device"] == "CPU" and r["precision"] == "float32" and r["steps"] == 8
+        assert r["tokens_per_s"] > 0 and 0 < r["val_loss"] < 10
+        assert abs(r["mfu"] - r["gflops"] / 100.0) < 1e-3
+        json.dumps(r)

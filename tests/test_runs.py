@@ -153,7 +153,18 @@ def test_the_record_reads_a_run_made_before_it_and_writes_the_same_format(tmp_pa
     assert record.data.sha256 and record.data.train_tokens > 0 and record.parent is None
     old = json.loads((FIXTURE / "config.json").read_text())
     written = record.to_json()
-    assert {k: v for k, v in written.items() if k != "task"} == old  # the same keys, the same values
+    new_model_keys = set(written["model"]) - set(old["model"])  # the modern switches, added since
+    assert new_model_keys == {"rotary", "qk_norm", "mlp", "zero_init", "tied_head", "softcap"}
+    assert {k: written["model"][k] for k in new_model_keys} == {  # all off: the same classic GPT
+        "rotary": False,
+        "qk_norm": False,
+        "mlp": "gelu",
+        "zero_init": False,
+        "tied_head": True,
+        "softcap": 0.0,
+    }
+    written["model"] = {k: v for k, v in written["model"].items() if k not in new_model_keys}
+    assert {k: v for k, v in written.items() if k != "task"} == old  # otherwise the same keys and values
     run = tmp_path / "r"
     run.mkdir()
     runs.write_record(run, record)
