@@ -10,10 +10,10 @@ that do not depend on how busy the machine was. TensorFlow-free, for the Runs pa
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from lmcore import runs, specs
-from lmcore.config import MODERN, TRIED, DataConfig, make_train_config
+from lmcore.config import MODERN, TRIED, DataConfig, GPTConfig, make_train_config
 
 TARGETS = (1.8857, 1.62)  # nanoGPT's CPU recipe after its 2,000 iterations; and a stricter one
 SHORT = dict(schedule="cosine", warmup_steps=50, min_lr=4e-4)  # one schedule for every variant
@@ -55,14 +55,8 @@ def variant_specs(
 
 def label(record: runs.RunRecord) -> str:
     """A run's place in the ablation: its optimizer and how its GPT differs from classic nano."""
-    defaults = {
-        "rotary": False,
-        "qk_norm": False,
-        "mlp": "gelu",
-        "zero_init": False,
-        "tied_head": True,
-        "softcap": 0.0,
-    }
+    classic = GPTConfig()
+    defaults = {f.name: getattr(classic, f.name) for f in fields(GPTConfig) if f.name in {**MODERN, **TRIED}}
     changes = [k for k, v in defaults.items() if getattr(record.model, k, v) != v]
     return f"{record.model_name}, {record.train.optimizer}" + (f", {' + '.join(changes)}" if changes else "")
 
