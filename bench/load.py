@@ -6,7 +6,7 @@
     python bench/load.py memory [--steps 1000] [--env K=V ...]   # peak memory of one default run
 
 ``follow`` starts ``streamlit run app.py`` with two training slots, launches two runs through
-``lmcore.jobs`` (the same child processes the Train page starts), opens ``--sessions`` browser
+``lmcore.jobs.queue`` (the same child processes the Train page starts), opens ``--sessions`` browser
 sessions that all follow the first run on the Train page, and then, for ``--seconds``, reloads
 them one after another, timing each page load until the run's progress bar and curves are
 drawn. It reports the p50/p95/max load time, whether every session's curve grew, the server's
@@ -16,7 +16,7 @@ CPU and resident memory (sampled from /proc), and the runs' training speed.
 the Generate page, ``--cycles`` times, and reports the server's resident memory after each.
 
 ``overhead`` (issue 8) trains the same ``nano`` run ``--rounds`` times each way, alternating the
-order: from the command line with nobody watching, and launched through ``lmcore.jobs`` (the
+order: from the command line with nobody watching, and launched through ``lmcore.jobs.queue`` (the
 child the Train page starts) while one browser session follows it on the Train page, its live
 curves refreshing, until it ends. It reports each leg's median logged tokens/s (the first,
 compiling interval left out) and the dashboard's cost, 1 - dashboard / command line, per round
@@ -51,7 +51,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from test_browser import CHROMIUM, FLAGS, choose, curve_points, settle  # noqa: E402
 from test_browser_reliability import Server, set_field  # noqa: E402
 
-from lmcore import jobs, runs  # noqa: E402
+from lmcore import cli, runs  # noqa: E402
+from lmcore.jobs import queue  # noqa: E402
 
 
 class Sampler(threading.Thread):
@@ -128,7 +129,10 @@ def bench_follow(args) -> dict:
     url = server.url
     train = ["--corpus", "builtin:python-docs", "--model", args.model, "--steps", "100000"]
     train += ["--log-every", "10", "--sample-length", "50"]
-    ids = [jobs.launch(runs_dir, train, name, args.model) for name in ("followed", "other")]
+    ids = [
+        queue.launch(runs_dir, cli.spec_from_argv(["train", *train]), name, args.model)
+        for name in ("followed", "other")
+    ]
     sampler = Sampler(server.proc.pid)
     loads, grown = [], []
     try:
@@ -163,7 +167,7 @@ def bench_follow(args) -> dict:
     finally:
         sampler.running = False
         for run_id in ids:
-            jobs.stop(runs_dir, run_id)
+            queue.stop(runs_dir, run_id)
         server.stop(jobs_too=False)
     speed = {}
     for run_id in ids:
@@ -219,9 +223,11 @@ def bench_overhead(args) -> dict:
                         env = {**os.environ, "LMLAB_RUNS_DIR": str(runs_dir)}
                         subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
                     else:
-                        run_id = jobs.launch(runs_dir, train, "dashboard", "nano")
+                        run_id = queue.launch(
+                            runs_dir, cli.spec_from_argv(["train", *train]), "dashboard", "nano"
+                        )
                         while not (runs_dir / run_id / "metrics.jsonl").is_file():
-                            jobs.dispatch(runs_dir)  # as a polling page does, if the last job still exits
+                            queue.dispatch(runs_dir)  # as a polling page does, if the last job still exits
                             time.sleep(0.2)
                         context = browser.new_context(viewport={"width": 1300, "height": 1800})
                         page, _ = open_follower(context, server.url, run_id)

@@ -4,7 +4,7 @@
 
 ``bench train-profile`` splits a step into forward, backward and its matrix products alone.
 This script answers the next question, which non-matmul part costs what: it writes ``nano``'s
-forward pass out in plain TensorFlow on the weights of a model built by ``lmcore.models``,
+forward pass out in plain TensorFlow on the weights of a model built by ``lmcore.nn.models``,
 checks that it gives the Keras model's loss, and times forward and forward + backward (each
 XLA-compiled, best of 3 × 30 calls) with one part removed at a time: LayerNorm, the attention
 core (scores, causal mask, softmax and the weighted sum; the q/k/v and output projections
@@ -45,7 +45,7 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from lmcore import models
+    from lmcore.nn import models
 
     config = models.make_config("nano", vocab_size=65)
     B, T, C, H, V = args.batch, config.block_size, config.n_embd, config.n_head, config.vocab_size

@@ -7,7 +7,7 @@
     run       run a job spec: what the dashboard's jobs do
     bench     benchmarks
 
-The training commands parse their options into a job spec and :func:`lmcore.specs.execute`
+The training commands parse their options into a job spec and :func:`lmcore.jobs.runner.execute`
 runs it; ``run SPEC.json`` runs a spec the job layer saved, through the same code. Bad input
 ends with one line on stderr (``error: ...``) and exit status 2; a training run that fails
 (for example, diverges) ends with status 1. Set ``LMLAB_DEBUG=1`` to see a traceback for
@@ -22,8 +22,12 @@ import math
 import os
 import sys
 
-from lmcore import LMError, corpus, runs, specs
-from lmcore.config import MODEL_NAMES, OPTIMIZERS, SCHEDULES, DataConfig, make_train_config
+from lmcore import LMError, device, runs
+from lmcore.generation import decoding
+from lmcore.jobs import runner, specs
+from lmcore.nn.config import MODEL_NAMES, OPTIMIZERS, SCHEDULES, DataConfig, make_train_config
+from lmcore.text import corpus
+from lmcore.training import classify
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,11 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default="nano", help="train-to-quality: the model")
     b.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
-
-
-def _common(p):
-    p.add_argument("--runs-dir", help="default: $LMLAB_RUNS_DIR or ./runs")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _common(p):
@@ -387,24 +386,22 @@ def spec_from_argv(argv: list[str]) -> specs.Spec:
 
 
 def cmd_generate(args) -> int:
-    from lmcore import device, generate
-
     run_dir = runs.resolve(args.run, runs.runs_dir(args.runs_dir))
-    opts = generate.SamplingOptions(
+    opts = decoding.SamplingOptions(
         args.temperature, args.top_k, args.top_p, args.seed, args.repetition_penalty, tuple(args.stop)
     )
     opts.check()
-    if args.length > generate.MAX_LENGTH:
-        raise LMError(f"--length can be at most {generate.MAX_LENGTH}")
+    if args.length > decoding.MAX_LENGTH:
+        raise LMError(f"--length can be at most {decoding.MAX_LENGTH}")
     device.import_tensorflow()
-    logits_fn, tokenizer, _ = generate.load_run(run_dir, args.checkpoint)
-    out = generate.generate(logits_fn, tokenizer, args.prompt, args.length, opts)
+    logits_fn, tokenizer, _ = decoding.load_run(run_dir, args.checkpoint)
+    out = decoding.generate(logits_fn, tokenizer, args.prompt, args.length, opts)
     for note in out.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps({"prompt": out.prompt, "text": out.text, "notes": out.notes}, ensure_ascii=False))
     else:
-        ids, _ = generate.prompt_ids(tokenizer, args.prompt)
+        ids, _ = decoding.prompt_ids(tokenizer, args.prompt)
         print(tokenizer.decode(ids) + out.text)  # the prompt as the model saw it
     return 0
 
@@ -429,8 +426,6 @@ def cmd_runs(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from lmcore import classify, device
-
     device.import_tensorflow()
     predictor = classify.load_classifier(runs.resolve(args.run, runs.runs_dir(args.runs_dir)))
     for r in predictor.predict(args.text):
@@ -443,14 +438,14 @@ def cmd_predict(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from lmcore import bench, bench_train, device
+    from lmcore.bench import decode_speed, train_speed  # TensorFlow: not at every command's start
 
     device.import_tensorflow()
     if args.what != "generate":
-        for r, line in bench_train.rows(args.what, args.target, args.model, args.eval_every, args.steps):
+        for r, line in train_speed.rows(args.what, args.target, args.model, args.eval_every, args.steps):
             print(json.dumps(r) if args.json else line, flush=True)
         return 0
-    for r in bench.generate_bench(args.tokens):
+    for r in decode_speed.generate_bench(args.tokens):
         line = (
             f"{r['model']:<13} block {r['block_size']:>3} batch {r['batch']}: cached "
             f"{r['cached_tokens_per_s']:>9,.0f} tok/s, naive {r['naive_tokens_per_s']:>9,.0f} tok/s, "
@@ -465,9 +460,9 @@ JOB_COMMANDS = ("train", "finetune", "classify", "compare")
 
 def _command(args):
     if args.command == "run":
-        return lambda a: specs.execute(specs.load(a.spec), a.runs_dir, a.json)
+        return lambda a: runner.execute(specs.load(a.spec), a.runs_dir, a.json)
     if args.command in JOB_COMMANDS and getattr(args, "action", None) != "predict":
-        return lambda a: specs.execute(spec_from_args(a), a.runs_dir, a.json)
+        return lambda a: runner.execute(spec_from_args(a), a.runs_dir, a.json)
     return {"generate": cmd_generate, "runs": cmd_runs, "bench": cmd_bench, "classify": cmd_predict}[
         args.command
     ]

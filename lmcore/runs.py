@@ -41,7 +41,7 @@ from pathlib import Path
 
 import lmcore
 from lmcore import LMError
-from lmcore.config import (
+from lmcore.nn.config import (
     DataConfig,
     GPTConfig,
     RNNConfig,
@@ -83,7 +83,7 @@ def create(root: Path, run_id: str) -> Path:
         path.mkdir()
     except FileExistsError:
         raise LMError(f"a run named {run_id!r} already exists in {root}") from None
-    (path / "checkpoints").mkdir()
+    (path / CHECKPOINTS).mkdir()
     return path
 
 
@@ -200,9 +200,63 @@ def per_step(records: list[dict]) -> list[dict]:
     return rows
 
 
-# ---------------------------------------------------------------------------- the run's record
+# ---------------------------------------------------------------------------- the folders' file names
 
-CONFIG = "config.json"
+# A run folder's files, named here once (everything else reads them through these names):
+METRICS = "metrics.jsonl"  # one record per logged interval, appended as training goes
+SAMPLES = "samples.jsonl"  # a short generated sample at each validation
+STATUS = "status.json"  # the run's state, rewritten at each log
+CONFIG = "config.json"  # the run's record (:class:`RunRecord`)
+TOKENIZER = "tokenizer.json"
+CORPUS = "corpus.txt"  # the training text, for a corpus that is not built in
+RESULTS = "results.json"  # a classifier's held-out scores
+CHECKPOINTS = "checkpoints"  # last.keras, best.keras (a classifier: its model file)
+EVENTS = "tb"  # TensorBoard event files
+STOP = "STOP"  # present while a stop is asked
+
+
+# The runs folder's own stores, beside the runs:
+def jobs_dir(root: Path) -> Path:
+    """The job layer's files (:mod:`lmcore.jobs.queue`): specs, logs, pid files, the queue."""
+    return Path(root) / ".jobs"
+
+
+def uploads_dir(root: Path) -> Path:
+    """The dashboard's uploads, where a training child process can read them."""
+    return Path(root) / ".uploads"
+
+
+def comparisons_dir(root: Path) -> Path:
+    """The comparison tables (:mod:`lmcore.experiments.compare`), one JSON file each."""
+    return Path(root) / ".comparisons"
+
+
+def pins_path(root: Path) -> Path:
+    """The runs the admin pinned (public mode)."""
+    return Path(root) / ".pins.json"
+
+
+def evictions_path(root: Path) -> Path:
+    """What public mode removed to keep its disk budget, one record a line."""
+    return Path(root) / ".evictions.jsonl"
+
+
+def read_comparison(root: Path, compare_id: str) -> dict | None:
+    return read_json(comparisons_dir(root) / f"{check_run_id(compare_id)}.json", None)
+
+
+def list_comparisons(root: Path) -> list[dict]:
+    """Every comparison's table, newest first."""
+    folder = comparisons_dir(root)
+    found = [read_json(p, None) for p in folder.glob("*.json")] if folder.is_dir() else []
+    return sorted((c for c in found if c), key=lambda c: c.get("created", ""), reverse=True)
+
+
+def write_comparison(root: Path, table: dict) -> None:
+    write_json(comparisons_dir(root) / f"{check_run_id(table['compare_id'])}.json", table)
+
+
+# ---------------------------------------------------------------------------- the run's record
 
 
 @dataclass
@@ -295,11 +349,11 @@ def write_status(run_dir: Path, status: str, **fields) -> dict:
     """Merge ``fields`` into the run's status and set its state."""
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
-    data = read_json(run_dir / "status.json", {}) or {}
+    data = read_json(run_dir / STATUS, {}) or {}
     data.update(fields, status=status, updated=time.time())
     if status == "running":
         data.update(pid=os.getpid(), host=socket.gethostname(), message=None)
-    write_json(run_dir / "status.json", data)
+    write_json(run_dir / STATUS, data)
     return data
 
 
@@ -322,7 +376,7 @@ def process_alive(pid: int) -> bool:
 
 def read_status(run_dir: Path) -> dict:
     """The run's status, with ``running`` turned into ``interrupted`` if its process is gone."""
-    data = read_json(run_dir / "status.json", None)
+    data = read_json(run_dir / STATUS, None)
     if data is None:
         return {"status": "interrupted", "message": "no status file", "step": 0}
     if data.get("status") == "running" and data.get("host") == socket.gethostname():
@@ -337,19 +391,19 @@ def read_status(run_dir: Path) -> dict:
 
 
 def request_stop(run_dir: Path) -> None:
-    (run_dir / "STOP").touch()
+    (run_dir / STOP).touch()
 
 
 def stop_requested(run_dir: Path) -> bool:
-    return (run_dir / "STOP").exists()
+    return (run_dir / STOP).exists()
 
 
 def clear_stop(run_dir: Path) -> None:
-    (run_dir / "STOP").unlink(missing_ok=True)
+    (run_dir / STOP).unlink(missing_ok=True)
 
 
 def checkpoint(run_dir: Path, which: str = "last") -> Path:
-    return run_dir / "checkpoints" / f"{which}.keras"
+    return run_dir / CHECKPOINTS / f"{which}.keras"
 
 
 def existing_checkpoint(run_dir: Path, which: str = "last") -> Path | None:

@@ -8,7 +8,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from lmcore import LMError, ablation, jobs, runs
+from lmcore import LMError, runs
+from lmcore.experiments import ablation
+from lmcore.jobs import queue
 from pages import common
 
 
@@ -31,7 +33,7 @@ def start_button(root: Path) -> None:
     if st.button(f"Train the ablation ({len(ablation.VARIANTS)} runs)"):
         try:
             for spec in ablation.variant_specs(source, int(steps)):
-                jobs.launch(root, spec, actor=common.actor(), policy=common.policy())
+                queue.launch(root, spec, actor=common.actor(), policy=common.policy())
             st.toast("Queued: follow them on the Train page; the table below fills as they validate.")
         except LMError as err:
             st.error(common.shown(err))

@@ -3,7 +3,7 @@
 Per-user choices live in ``st.session_state``; shared read-only things (corpora, tokenizers,
 loaded models) in ``st.cache_data``/``st.cache_resource``, keyed by everything that
 determines them, so nothing one user does changes what another sees. Nothing here imports
-TensorFlow; :func:`generator` reaches it through ``lmcore.generate`` only when called.
+TensorFlow; :func:`generator` reaches it through ``lmcore.generation.decoding`` only when called.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from lmcore import LMError, corpus, device, public, runs
-from lmcore import tokenizers as tok_mod
+from lmcore import LMError, device, runs
+from lmcore.jobs import public
+from lmcore.text import corpus, tokenizers
 
 SOURCES = {"Built-in corpus": "builtin", "Upload a file": "upload", "Web address": "url"}
 
@@ -73,7 +74,7 @@ def unused_gpu() -> str | None:
 def sidebar() -> None:
     """The shared sidebar: the device, the runs folder (not in public mode), the admin unlock
     (public mode), and the jobs training now, refreshed at the live view's pace while any is."""
-    from lmcore import jobs
+    from lmcore.jobs import queue
 
     with st.sidebar:
         st.caption(f"**Device:** {device_label()}")
@@ -83,7 +84,7 @@ def sidebar() -> None:
             st.caption(f"**Runs:** `{runs_root().resolve()}`")
         else:
             admin_unlock()
-        live = bool(jobs.active(runs_root()) or jobs.queued(runs_root()))
+        live = bool(queue.active(runs_root()) or queue.queued(runs_root()))
 
         @st.fragment(run_every=st.session_state.get("live_pace", 2.0) if live else None)
         def jobs_now():
@@ -95,13 +96,13 @@ def sidebar() -> None:
 
 def training_now() -> bool:
     """List the runs training now, those still loading, and the queue; False if none."""
-    from lmcore import jobs
+    from lmcore.jobs import queue
 
     root = runs_root()
     waiting = jobs_queue()
     running = {r["run_id"]: r for r in runs.list_runs(root) if r["status"] == "running"}
-    comparison = lambda j: (root / ".comparisons" / f"{j}.json").is_file()  # noqa: E731 (its runs are listed)
-    loading = [j for j in jobs.active(root) if j not in running and not comparison(j)]
+    comparison = lambda j: runs.read_comparison(root, j) is not None  # noqa: E731 (its runs are listed)
+    loading = [j for j in queue.active(root) if j not in running and not comparison(j)]
     if running or loading:
         st.caption("**Training now:**")
         for r in running.values():
@@ -112,7 +113,7 @@ def training_now() -> bool:
         st.caption("No training in progress.")
     if waiting:
         st.caption(f"**Queued:** {len(waiting)} (they start as training slots free)")
-    return bool(running or loading or waiting or jobs.active(root))
+    return bool(running or loading or waiting or queue.active(root))
 
 
 # ---------------------------------------------------------------------------- public mode
@@ -139,9 +140,9 @@ def actor() -> public.Actor:
 
 
 def may_manage(run_id: str) -> bool:
-    from lmcore import jobs
+    from lmcore.jobs import queue
 
-    return jobs.may_manage(runs_root(), run_id, actor(), policy())
+    return queue.may_manage(runs_root(), run_id, actor(), policy())
 
 
 def admin_unlock() -> None:
@@ -208,7 +209,7 @@ def load_upload(data: bytes, name: str, options: dict, text_column: str | None =
 @st.cache_resource(show_spinner="Training the tokenizer…", max_entries=24)
 def tokenizer_for(kind: str, text_sha: str, _text: str):
     """A tokenizer trained on a corpus, shared by all sessions (keyed by the text's hash)."""
-    return tok_mod.train(kind, _text)
+    return tokenizers.train(kind, _text)
 
 
 @st.cache_resource(show_spinner="Tokenizing…", max_entries=24)
@@ -241,14 +242,14 @@ def upload_path(data: bytes, name: str) -> Path:
     ``.uploads/<content hash>/<the upload's own name, made safe>``: runs show the user's name.
     In public mode the disk budget is kept first (oldest finished runs removed).
     """
-    from lmcore import jobs
+    from lmcore.jobs import queue
 
-    folder = runs_root().resolve() / ".uploads" / hashlib.sha256(data).hexdigest()[:16]
+    folder = runs.uploads_dir(runs_root().resolve()) / hashlib.sha256(data).hexdigest()[:16]
     stem = re.sub(r"[^\w.-]+", "_", Path(name).stem).strip("._")[:60] or "upload"
     suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".txt", ".md", ".csv") else ".txt"
     path = folder / f"{stem}{suffix}"
     if not path.exists():
-        jobs.make_room(runs_root(), policy())
+        queue.make_room(runs_root(), policy())
         folder.mkdir(parents=True, exist_ok=True)
         runs.atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
@@ -346,7 +347,7 @@ def run_label(r: dict) -> str:
 
 
 def metrics_frame(run_dir: Path) -> pd.DataFrame:
-    return pd.DataFrame(runs.read_jsonl(run_dir / "metrics.jsonl"))
+    return pd.DataFrame(runs.read_jsonl(run_dir / runs.METRICS))
 
 
 def step_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -460,18 +461,18 @@ def config_rows(run_dir: Path) -> dict:
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def generator(run_dir: str, which: str, mtime: float):
     """(LogitsFn, tokenizer, config) for a checkpoint; ``mtime`` makes a newer checkpoint reload."""
-    from lmcore import generate
+    from lmcore.generation import decoding
 
     # No XLA in the server: its compiled code would stay in memory after the model is evicted.
-    loaded = generate.load_run(Path(run_dir), which, jit=False)
-    generate.warm_up(loaded[0])  # trace the decoder now, under this spinner, not at the first token
+    loaded = decoding.load_run(Path(run_dir), which, jit=False)
+    decoding.warm_up(loaded[0])  # trace the decoder now, under this spinner, not at the first token
     return loaded
 
 
 @st.cache_resource(show_spinner="Loading the classifier…", max_entries=4)
 def classifier(run_dir: str):
     """A trained classifier run, loaded once (this is where TensorFlow gets imported)."""
-    from lmcore import classify
+    from lmcore.training import classify
 
     return classify.load_classifier(Path(run_dir))
 
@@ -482,7 +483,7 @@ def fmt_seconds(seconds: float) -> str:
 
 
 def entropy_bits(text: str) -> float:
-    from lmcore import info
+    from lmcore.explain import info
 
     return info.unigram_entropy(text) if text else 0.0
 
@@ -533,17 +534,17 @@ def _status_line(box, state: dict, df: pd.DataFrame, total: int) -> None:
 
 def _controls(box, run_id: str, status: str) -> None:
     """Stop or Cancel for whoever may manage the run (public mode: its session, or the admin)."""
-    from lmcore import jobs
+    from lmcore.jobs import queue
 
     manage = may_manage(run_id)
     if status in ("running", "starting") and manage:
         if box.button("Stop", key=f"stop-{run_id}", type="primary"):
-            jobs.stop(runs_root(), run_id, actor(), policy())
+            queue.stop(runs_root(), run_id, actor(), policy())
             st.toast("Stop requested: the run saves a checkpoint and ends after the current step.")
     elif status in ("running", "starting", "queued"):
         box.caption("Started by another visitor: only they (or the admin) can stop it.")
     if status == "queued" and manage and box.button("Cancel", key=f"cancel-{run_id}"):
-        jobs.stop(runs_root(), run_id, actor(), policy())
+        queue.stop(runs_root(), run_id, actor(), policy())
         st.rerun()
     if status == "interrupted":
         box.caption("Resume it on the Runs page.")
@@ -551,10 +552,10 @@ def _controls(box, run_id: str, status: str) -> None:
 
 def run_view(run_id: str, controls: dict) -> str:
     """Progress, live curves, the latest sample and a Stop button for one run; returns its status."""
-    from lmcore import jobs
+    from lmcore.jobs import queue
 
     root = runs_root()
-    state = jobs.state(root, run_id)
+    state = queue.state(root, run_id)
     run_dir = root / run_id
     record = runs.read_record(run_dir)
     total = state.get("total_steps") or (record.train.steps if record else None) or 1
@@ -565,15 +566,15 @@ def run_view(run_id: str, controls: dict) -> str:
         st.error(f"Resuming failed: {shown(state['job_error'])}")
     _controls(head[1], run_id, state["status"])
     if not df.empty:
-        size = (run_dir / "metrics.jsonl").stat().st_size
+        size = (run_dir / runs.METRICS).stat().st_size
         fig = live_figure(str(run_dir), size, controls["smooth"], controls["log_y"], controls["x"])
         st.plotly_chart(fig, key=f"curves-{run_id}")
-        samples = runs.read_jsonl(run_dir / "samples.jsonl")
+        samples = runs.read_jsonl(run_dir / runs.SAMPLES)
         if samples:
             st.markdown(f"**Sample at step {samples[-1]['step']}**")
             st.text(samples[-1]["prompt"] + samples[-1]["text"])
     elif state["status"] == "failed":
-        st.code(hide_paths(jobs.log_tail(root, run_id)), language=None)
+        st.code(hide_paths(queue.log_tail(root, run_id)), language=None)
     return state["status"]
 
 
@@ -588,7 +589,7 @@ def refresh_interval(run_dir: Path) -> float:
     browser and a twentieth in the server for each refresh per second (BENCHMARKS.md), taken
     from training when they share its cores. So the view refreshes as often as records come.
     """
-    times = [m["time"] for m in runs.read_jsonl(run_dir / "metrics.jsonl")[-4:] if "time" in m]
+    times = [m["time"] for m in runs.read_jsonl(run_dir / runs.METRICS)[-4:] if "time" in m]
     if len(times) < 2:
         return 2.0
     gap = statistics.median(b - a for a, b in zip(times, times[1:], strict=False))
@@ -624,16 +625,16 @@ def follow(run_id: str, controls: dict) -> None:
 
 def jobs_queue() -> list[str]:
     """Ids of the jobs waiting for a training slot (starting any whose slot has freed)."""
-    from lmcore import jobs
+    from lmcore.jobs import queue
 
-    jobs.dispatch(runs_root())
-    return jobs.queued(runs_root())
+    queue.dispatch(runs_root())
+    return queue.queued(runs_root())
 
 
 def jobs_state(run_id: str) -> str:
-    from lmcore import jobs
+    from lmcore.jobs import queue
 
-    return jobs.state(runs_root(), run_id)["status"]
+    return queue.state(runs_root(), run_id)["status"]
 
 
 def px_line(x, y, title: str) -> go.Figure:

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from lmcore import data, tokenizers
+from lmcore.text import tokenizers, windows
 from pages import common
 
 common.route_through_app()
@@ -69,7 +69,7 @@ for col, (kind, tok) in zip(cols, kinds.items(), strict=True):
 
 sizes = []
 for kind, tok in kinds.items():
-    train_ids, val_ids = data.split(common.token_ids(kind, view_key, view))
+    train_ids, val_ids = windows.split(common.token_ids(kind, view_key, view))
     sizes.append(
         {
             "tokenizer": kind,
@@ -89,13 +89,13 @@ kind = cols[0].selectbox("Tokenizer", tokenizers.KINDS)
 block = cols[1].slider("Block size", 4, 64, 16)
 seed = cols[2].number_input("Seed", min_value=0, max_value=2**32 - 1, value=0, step=1)
 tok = kinds[kind]
-train_ids, _ = data.split(common.token_ids(kind, view_key, view))
+train_ids, _ = windows.split(common.token_ids(kind, view_key, view))
 if len(train_ids) <= block + 1:
     st.warning("This text is too short for windows of this size.")
     st.stop()
 rng = np.random.default_rng(int(seed))
 starts = rng.integers(0, len(train_ids) - block - 1, 5)
-x, y = data.windows(train_ids, block, starts)
+x, y = windows.windows(train_ids, block, starts)
 st.dataframe(
     pd.DataFrame(
         {
@@ -109,7 +109,7 @@ st.dataframe(
 
 with st.expander("Augmentation preview (training windows only; off by default)"):
     cols = st.columns(3)
-    aug = data.Augment(
+    aug = windows.Augment(
         delete=cols[0].slider("Random deletion", 0.0, 0.5, 0.1),
         substitute=cols[1].slider("Random substitution", 0.0, 0.5, 0.1),
         swap=cols[2].slider("Random swap", 0.0, 0.5, 0.1),
@@ -117,5 +117,5 @@ with st.expander("Augmentation preview (training windows only; off by default)")
     span = block + 1 + aug.slack(block)
     window = train_ids[starts[0] : starts[0] + span][None, :]
     if window.shape[1] == span:
-        out = data.augment(window, block + 1, tok.vocab_size, aug, np.random.default_rng(int(seed)))
+        out = windows.augment(window, block + 1, tok.vocab_size, aug, np.random.default_rng(int(seed)))
         st.text(f"original:  {tok.decode(window[0, : block + 1])!r}\naugmented: {tok.decode(out[0])!r}")

@@ -6,7 +6,10 @@ import io
 import pandas as pd
 import streamlit as st
 
-from lmcore import LMError, classify, compare, corpus, finetune, jobs, runs, specs, train
+from lmcore import LMError, runs
+from lmcore.jobs import queue, specs
+from lmcore.text import corpus
+from lmcore.training import classify, finetune, lmdata, transfer
 from pages import common
 
 common.route_through_app()
@@ -105,11 +108,11 @@ steps = cols[1].number_input("Steps", 10, cap, min(default_steps, cap), 50, key=
 seed = cols[2].number_input("Seed", 0, 2**31 - 1, 1)
 
 try:
-    s = finetune.surgery(model_config, freeze, int(drop_top), int(add_layers))
+    s = transfer.surgery(model_config, freeze, int(drop_top), int(add_layers))
 except LMError as err:
     st.error(str(err))
     st.stop()
-rows = classify.plan(model_config, s) if as_classifier else finetune.plan(model_config, s)
+rows = classify.plan(model_config, s) if as_classifier else transfer.plan(model_config, s)
 colors = {"frozen": "#cfe2ff", "dropped": "#f8d7da", "new": "#d1e7dd", "trainable": ""}
 st.dataframe(
     pd.DataFrame(rows).style.apply(lambda r: [f"background-color: {colors[r['state']]}"] * len(r), axis=1),
@@ -127,9 +130,9 @@ else:
         parent_row["run_id"], source, **surgery, overrides=overrides, name=f"ft-{parent_row['model']}"
     )
 # The child's size and memory, by the checks the trainer makes again.
-child = finetune.child_model_config(model_config, s)
+child = transfer.child_model_config(model_config, s)
 try:
-    check = train.preflight(child, finetune.train_config_for(parent_record.train, **overrides))
+    check = lmdata.preflight(child, finetune.train_config_for(parent_record.train, **overrides))
     need = check.estimate["total_bytes"] / 2**30
     st.caption(f"Training needs about {need:.1f} GB ({check.estimate['parameters']:,} parameters).")
 except LMError as err:
@@ -139,7 +142,7 @@ if common.policy().public and not common.actor().admin:
     st.caption(f"Public mode: {common.caps_text()}")
 if st.button("Start fine-tuning", type="primary"):
     try:
-        run_id = jobs.launch(root, spec, **who)
+        run_id = queue.launch(root, spec, **who)
     except LMError as err:  # public mode: one job per visitor, the caps
         st.error(common.shown(err))
     else:
@@ -172,11 +175,11 @@ if cols[2].button("Run the comparison"):
     task = "classify" if as_classifier else "lm"
     cmp = specs.CompareSpec(task, parent_row["run_id"], *target, steps=int(cmp_steps), seeds=int(n_seeds))
     try:
-        st.session_state["ft_compare"] = jobs.launch(root, cmp, **who)
+        st.session_state["ft_compare"] = queue.launch(root, cmp, **who)
     except LMError as err:
         st.error(common.shown(err))
 
-tables = {t["compare_id"]: t for t in compare.list_comparisons(root)}
+tables = {t["compare_id"]: t for t in runs.list_comparisons(root)}
 wanted = st.session_state.get("ft_compare")
 if wanted or tables:
     ids = list(dict.fromkeys([*([wanted] if wanted else []), *tables]))
@@ -184,9 +187,9 @@ if wanted or tables:
 
     @st.fragment(run_every=2.0)
     def comparison():
-        table = compare.read_comparison(root, shown)
+        table = runs.read_comparison(root, shown)
         if table is None:
-            state = jobs.state(root, shown)
+            state = queue.state(root, shown)
             if state["status"] == "failed":
                 st.error(common.shown(state.get("message")))
             else:

@@ -6,7 +6,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from lmcore import LMError, generate, runs
+from lmcore import LMError, runs
+from lmcore.generation import decoding
 from pages import common
 
 common.route_through_app()
@@ -38,7 +39,7 @@ penalty = cols[3].slider(
     "Repetition penalty", 1.0, 3.0, 1.0, 0.05, help="above 1, tokens already in the text become less likely"
 )
 cols = st.columns(4)
-length = cols[0].number_input("Length (tokens)", 1, generate.MAX_LENGTH, 200)
+length = cols[0].number_input("Length (tokens)", 1, decoding.MAX_LENGTH, 200)
 seed = cols[1].number_input("Seed", 0, 2**31 - 1, 0, help="the same seed gives the same text")
 stop = cols[2].text_input("Stop at", "", help="end the text where this appears; \\n means a new line")
 side_by_side = cols[3].toggle("Greedy alongside", True, help="also show the greedy continuation")
@@ -47,7 +48,7 @@ side_by_side = cols[3].toggle("Greedy alongside", True, help="also show the gree
 def run_generation(logits_fn, tok, opts, box, seen: str) -> dict:
     """Stream one continuation into ``box``; returns what the inspection below needs."""
     steps, started = [], time.perf_counter()
-    for step in generate.stream(logits_fn, tok, prompt, int(length), opts):
+    for step in decoding.stream(logits_fn, tok, prompt, int(length), opts):
         steps.append(step)
         if len(steps) % 8 == 0:
             box.text(seen + tok.decode([s.token_id for s in steps]))
@@ -61,12 +62,12 @@ def run_generation(logits_fn, tok, opts, box, seen: str) -> dict:
 
 if st.button("Generate", type="primary"):
     stops = (stop.replace("\\n", "\n"),) if stop else ()
-    opts = generate.SamplingOptions(temperature, int(top_k), top_p, int(seed), penalty, stops)
+    opts = decoding.SamplingOptions(temperature, int(top_k), top_p, int(seed), penalty, stops)
     try:
         opts.check()
         ckpt = runs.existing_checkpoint(run_dir, which)
         logits_fn, tok, _ = common.generator(str(run_dir), which, ckpt.stat().st_mtime)
-        ids, notes = generate.prompt_ids(tok, prompt)
+        ids, notes = decoding.prompt_ids(tok, prompt)
         seen = tok.decode(ids)  # the prompt as the model sees it (unknown characters dropped)
         left, right = st.columns(2) if side_by_side else (st.container(), None)
         left.caption("Sampled")
@@ -74,7 +75,7 @@ if st.button("Generate", type="primary"):
         greedy = None
         if right is not None:
             right.caption("Greedy (temperature 0, same penalty and stop)")
-            greedy_opts = generate.SamplingOptions(0, 0, 1.0, None, penalty, stops)
+            greedy_opts = decoding.SamplingOptions(0, 0, 1.0, None, penalty, stops)
             greedy = run_generation(logits_fn, tok, greedy_opts, right.empty(), seen)
         shown = [*sampled["steps"], *(greedy["steps"] if greedy else [])]
         st.session_state["generation"] = {
@@ -169,7 +170,7 @@ if result["family"] != "gpt":
     st.stop()
 logits_fn, tok, config = common.generator(*result["model"])
 ids = [*result["prompt_ids"], *(s.token_id for s in steps)][-logits_fn.block_size :]
-maps = generate.attention_maps(logits_fn, ids)[:, :, -ATTENTION_TOKENS:, -ATTENTION_TOKENS:]
+maps = decoding.attention_maps(logits_fn, ids)[:, :, -ATTENTION_TOKENS:, -ATTENTION_TOKENS:]
 cols = st.columns(2)
 layer = cols[0].selectbox("Layer", range(1, maps.shape[0] + 1)) - 1
 head = cols[1].selectbox("Head", range(1, maps.shape[1] + 1)) - 1

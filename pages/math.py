@@ -13,7 +13,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from lmcore import LMError, corpus, embeddings, info, runs
+from lmcore import LMError, runs
+from lmcore.explain import embeddings, info
+from lmcore.text import corpus
 from pages import common
 from pages import math_support as ms
 

@@ -2,7 +2,7 @@
 
 Corpus statistics are shared across sessions with ``st.cache_data``/``st.cache_resource`` keyed by
 the source and cleaning options; a run's model is loaded only when a run is chosen, through
-``lmcore.generate``.
+``lmcore.generation.decoding``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from lmcore import embeddings, info, runs, tokenizers
+from lmcore import runs
+from lmcore.explain import embeddings, info
+from lmcore.text import tokenizers
 from pages import common
 
 CorpusKey = tuple  # (source, sorted cleaning items, CSV text column): hashable, for the caches
@@ -21,7 +23,7 @@ CorpusKey = tuple  # (source, sorted cleaning items, CSV text column): hashable,
 
 def corpus_key() -> CorpusKey:
     """The corpus chosen on the Data page (or the default)."""
-    from lmcore import corpus
+    from lmcore.text import corpus
 
     state = st.session_state
     clean = tuple(sorted((state.get("corpus_clean") or {}).items()))
@@ -58,11 +60,11 @@ def _loaded(run_path: str):
 
 def run_token_probs(run_path: str, sentence: str) -> np.ndarray:
     """P(token_i | tokens before it) under the run's model (its best checkpoint)."""
-    from lmcore import generate
+    from lmcore.generation import decoding
 
     logits_fn, tok, _ = _loaded(run_path)
     ids = [int(i) for i in tok.encode(sentence)]
-    return generate.token_probs(logits_fn, ids) if len(ids) >= 2 else np.array([])
+    return decoding.token_probs(logits_fn, ids) if len(ids) >= 2 else np.array([])
 
 
 def run_bits_per_char(run_path: str) -> float:
@@ -72,7 +74,7 @@ def run_bits_per_char(run_path: str) -> float:
     bits_per_token = runs.read_status(run_dir)["best_val_loss"] / math.log(2)
     if data.tokenizer == "char":
         return bits_per_token
-    saved = run_dir / "corpus.txt"
+    saved = run_dir / runs.CORPUS
     chars = (
         len(saved.read_text(encoding="utf-8"))
         if saved.is_file()
@@ -83,7 +85,7 @@ def run_bits_per_char(run_path: str) -> float:
 
 def run_embeddings(run_path: str) -> tuple[np.ndarray, list[str]]:
     """(embedding matrix (V, C), token names) of a run's model, at most the 300 first tokens."""
-    from lmcore import models
+    from lmcore.nn import models
 
     logits_fn, tok, _ = _loaded(run_path)
     vectors = models.embedding_matrix(logits_fn.model)[:300]

@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from lmcore import LMError, jobs, public
+from lmcore import LMError
+from lmcore.jobs import public, queue
 from pages import ablation_view, common
 
 common.route_through_app()
@@ -94,7 +95,7 @@ resumable = [r for r in mine if r["status"] in ("stopped", "interrupted")]
 if resumable and st.button(f"Resume {len(resumable)} run(s)"):
     try:
         for r in resumable:
-            jobs.resume(root, r["run_id"], actor=common.actor(), policy=rules)
+            queue.resume(root, r["run_id"], actor=common.actor(), policy=rules)
         st.toast("Resuming in the background; follow on the Train page.")
     except LMError as err:
         st.error(common.shown(err))
@@ -116,7 +117,7 @@ if mine:
         if st.button("Delete", disabled=not sure):
             for r in mine:
                 try:
-                    jobs.delete(root, r["run_id"], common.actor(), rules)
+                    queue.delete(root, r["run_id"], common.actor(), rules)
                 except LMError as err:
                     st.error(common.shown(err))
             st.rerun()

@@ -4,8 +4,10 @@ from dataclasses import replace
 
 import streamlit as st
 
-from lmcore import LMError, corpus, device, jobs, schedule, specs, tokenizers, train
-from lmcore.config import (
+from lmcore import LMError, device
+from lmcore.jobs import queue, specs
+from lmcore.nn import schedule
+from lmcore.nn.config import (
     MODEL_NAMES,
     OPTIMIZERS,
     RECIPES,
@@ -14,6 +16,8 @@ from lmcore.config import (
     make_config,
     make_train_config,
 )
+from lmcore.text import corpus, tokenizers
+from lmcore.training import lmdata
 from pages import common
 
 common.route_through_app()
@@ -113,7 +117,7 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
     fits = text is not None
     try:
         chars = len(common.distinct_chars(text or "")) if kind == "char" else None  # cached per text
-        check = train.form_preflight(model, kind, c, text or "", int(block), spec.epochs, chars)
+        check = lmdata.form_preflight(model, kind, c, text or "", int(block), spec.epochs, chars)
         have, where = device.available_memory()
         st.caption(
             f"Training needs about {check.estimate['total_bytes'] / 2**30:.1f} GB "
@@ -137,7 +141,7 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
 
     if st.button("Start training", type="primary", disabled=not fits):
         try:
-            run_id = jobs.launch(root, spec, actor=common.actor(), policy=common.policy())
+            run_id = queue.launch(root, spec, actor=common.actor(), policy=common.policy())
         except LMError as err:  # public mode: one job per visitor, the caps
             st.error(common.shown(err))
         else:
@@ -148,13 +152,13 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
 st.subheader("Follow a run")
 active = [r["run_id"] for r in common.run_choices(lambda r: r["status"] == "running")]
 waiting = common.jobs_queue()
-busy = len(jobs.active(root))
+busy = len(queue.active(root))
 st.caption(
-    f"Training slots: {busy} of {jobs.max_jobs()} busy"
+    f"Training slots: {busy} of {queue.max_jobs()} busy"
     + (f" · {len(waiting)} queued: {', '.join(waiting)}" if waiting else "")
 )
 mine = st.session_state.get("follow_run")
-starting = [j for j in jobs.active(root) if j not in active]  # launched, still loading
+starting = [j for j in queue.active(root) if j not in active]  # launched, still loading
 options = list(dict.fromkeys([*([mine] if mine else []), *active, *starting, *waiting]))
 if not options:
     st.info("No run in progress. Start one above; it keeps training if you leave this page or close the tab.")

@@ -26,7 +26,7 @@ def _isolated_dirs(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def small_text() -> str:
-    from lmcore import corpus
+    from lmcore.text import corpus
 
     return corpus.load("builtin:python-docs").text[:30_000]
 
@@ -41,11 +41,11 @@ def small_file(tmp_path_factory, small_text) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, small_file):
     """One completed run of the tiny GPT, shared by the tests that only read it."""
-    from lmcore import train
-    from lmcore.config import DataConfig, make_train_config
+    from lmcore.nn.config import DataConfig, make_train_config
+    from lmcore.training import lm, lmdata
 
     root = tmp_path_factory.mktemp("shared-runs")
-    job = train.prepare("tiny", DataConfig(source=str(small_file)), make_train_config("tiny", **TINY))
-    result = train.start(job, root, name="shared")
+    job = lmdata.prepare("tiny", DataConfig(source=str(small_file)), make_train_config("tiny", **TINY))
+    result = lm.start(job, root, name="shared")
     assert result["status"] == "completed"
     return Path(result["run_dir"])

@@ -3,8 +3,9 @@ tokens to each validation loss from the runs' own records."""
 
 from __future__ import annotations
 
-from lmcore import ablation, runs
-from lmcore.config import make_config
+from lmcore import runs
+from lmcore.experiments import ablation
+from lmcore.nn.config import make_config
 from lmcore.runs import RunRecord
 
 
@@ -23,7 +24,7 @@ def test_each_variant_changes_one_thing_on_the_same_schedule():
 def _run(root, name, model, optimizer, curve):
     from dataclasses import replace
 
-    from lmcore.config import make_train_config
+    from lmcore.nn.config import make_train_config
 
     run = runs.create(root, name)
     record = RunRecord("nano", model, replace(make_train_config("nano"), optimizer=optimizer, batch_size=4))

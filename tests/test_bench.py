@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from lmcore import bench_train, models
+from lmcore.bench import train_speed
+from lmcore.nn import models
 
 
 def test_flops_per_token_counts_the_matmul_weights_and_attention_by_hand():
@@ -22,22 +23,22 @@ def test_flops_per_token_counts_the_matmul_weights_and_attention_by_hand():
     matmul_weights = L * 12 * C * C + V * C
     norms = (2 * L + 1) * C  # LayerNorm scales: counted in N, as nanoGPT does
     want = 6 * (matmul_weights + norms) + 12 * L * T * C
-    assert bench_train.flops_per_token(model, c) == want
+    assert train_speed.flops_per_token(model, c) == want
     assert 5.1e6 < want < 5.2e6  # nano: about 5.17 MFLOP per token
 
     m = models.make_config("modern-nano", vocab_size=65)  # rotary: no positions to leave out
     modern = models.build_model(m)
-    assert bench_train.flops_per_token(modern, m) == 6 * modern.count_params() + 12 * L * T * C
+    assert train_speed.flops_per_token(modern, m) == 6 * modern.count_params() + 12 * L * T * C
 
     r = models.make_config("seed-lstm", vocab_size=65)
     lstm = models.build_model(r)
     E, H = r.n_embd, r.n_hidden
     weights = 4 * (E * H + H * H + H) + 4 * (H * H + H * H + H) + H * V + V  # 2 layers + head
-    assert bench_train.flops_per_token(lstm, r) == 6 * weights
+    assert train_speed.flops_per_token(lstm, r) == 6 * weights
 
 
 def test_the_roof_is_a_real_measurement():
-    roof = bench_train.matmul_roof(n=256, reps=2, trials=1)
+    roof = train_speed.matmul_roof(n=256, reps=2, trials=1)
     assert 0.1 < roof < 1e5  # GFLOP/s: positive and physically plausible for a CPU or GPU
 
 
@@ -45,8 +46,8 @@ def test_bench_train_times_a_tiny_model_and_reports_mfu(monkeypatch):
     from lmcore import device
 
     device.import_tensorflow()
-    monkeypatch.setattr(bench_train, "matmul_roof", lambda: 100.0)
-    (r,) = bench_train.train_bench(configs=(("tiny", "tiny", 4),), intervals=1, reference=None)
+    monkeypatch.setattr(train_speed, "matmul_roof", lambda: 100.0)
+    (r,) = train_speed.train_bench(configs=(("tiny", "tiny", 4),), intervals=1, reference=None)
     assert r["model"] == "tiny" and r["batch"] == 4 and r["block_size"] == 32
     assert r["tokens_per_s"] > 0 and r["steps_per_execution"] == 50  # the recipe logs every 50
     assert abs(r["gflops"] - r["tokens_per_s"] * r["flops_per_token"] / 1e9) < 0.01
@@ -63,13 +64,13 @@ def test_bench_rejects_an_unknown_benchmark_in_one_line():
 
 
 def test_time_to_quality_reports_the_first_validation_under_the_target(small_file):
-    r = bench_train.time_to_quality(
+    r = train_speed.time_to_quality(
         target=10.0, model_name="tiny", source=str(small_file), eval_every=10, steps=20, batch_size=4
     )
     assert r["status"] == "completed" and [p["step"] for p in r["curve"]] == [10, 20]
     assert r["step_at_target"] == 10 and r["seconds_to_target"] == r["curve"][0]["wall_s"] > 0
     assert r["best_val_within_68s"] == min(p["val_loss"] for p in r["curve"] if p["wall_s"] <= 68)
-    missed = bench_train.time_to_quality(
+    missed = train_speed.time_to_quality(
         target=0.01, model_name="tiny", source=str(small_file), eval_every=10, steps=10, batch_size=4
     )
     assert missed["seconds_to_target"] is None and missed["step_at_target"] is None
@@ -77,16 +78,16 @@ def test_time_to_quality_reports_the_first_validation_under_the_target(small_fil
 
 
 def test_the_plain_keras_reference_trains_the_same_shape_without_xla():
-    r = bench_train.plain_keras(batch=2, preset="tiny", intervals=1, steps=2)
+    r = train_speed.plain_keras(batch=2, preset="tiny", intervals=1, steps=2)
     assert r["jit"] is False and r["tokens_per_s"] > 0 and r["block_size"] == 32
-    ours = models.build_model(models.make_config("tiny", vocab_size=bench_train.VOCAB)).count_params()
+    ours = models.build_model(models.make_config("tiny", vocab_size=train_speed.VOCAB)).count_params()
     assert abs(r["parameters"] - ours) / ours < 0.2  # biases and an untied head aside, the same size
 
 
 def test_the_gpu_bench_trains_each_model_and_reports_speed_mfu_and_loss(monkeypatch, small_file):
     """``bench gpu`` on this CPU: the same rows a GPU host records, in float32 here."""
-    monkeypatch.setattr(bench_train, "matmul_roof", lambda **kw: 100.0)
-    rows = list(bench_train.gpu_bench(steps=8, names=("tiny", "seed-lstm"), source=str(small_file)))
+    monkeypatch.setattr(train_speed, "matmul_roof", lambda **kw: 100.0)
+    rows = list(train_speed.gpu_bench(steps=8, names=("tiny", "seed-lstm"), source=str(small_file)))
     assert [r["model"] for r in rows] == ["tiny", "seed-lstm"]
     for r in rows:
         assert r["device"] == "CPU" and r["precision"] == "float32" and r["steps"] == 8

@@ -23,7 +23,8 @@ from test_browser_reliability import (  # noqa: F401 (browser: the shared fixtur
 )
 
 from conftest import ROOT
-from lmcore import public, runs
+from lmcore import runs
+from lmcore.jobs import public
 
 SHOTS = ROOT / "test-artifacts" / "screenshots-public"
 

@@ -33,7 +33,8 @@ from test_browser import (
 )
 
 from conftest import ROOT
-from lmcore import jobs, runs
+from lmcore import runs
+from lmcore.jobs import queue
 
 SHOTS = ROOT / "test-artifacts" / "screenshots-reliability"
 
@@ -65,8 +66,8 @@ class Server:
     def stop(self, sig=signal.SIGTERM, jobs_too: bool = True) -> None:
         """End the server, and (unless told otherwise) the training jobs it started."""
         if jobs_too and self.runs_dir.is_dir():
-            for run_id in jobs.queued(self.runs_dir) + jobs.active(self.runs_dir):
-                jobs.stop(self.runs_dir, run_id)
+            for run_id in queue.queued(self.runs_dir) + queue.active(self.runs_dir):
+                queue.stop(self.runs_dir, run_id)
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from lmcore import LMError, classify, compare, corpus, finetune, labeled, reviews, runs
+from lmcore import LMError, runs
+from lmcore.experiments import compare
+from lmcore.text import corpus, labeled, reviews
+from lmcore.training import classify, transfer
 
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -110,7 +113,7 @@ def test_scores_match_a_hand_computed_example():
 
 
 def test_encoding_pads_truncates_and_weights_the_mean(tiny_run):
-    tok = finetune.load_parent(str(tiny_run), tiny_run.parent).tokenizer
+    tok = transfer.load_parent(str(tiny_run), tiny_run.parent).tokenizer
     ids, weights, stats = classify.encode(tok, ["abc", "x" * 50, "ÜÜ"], 8)
     assert ids.shape == weights.shape == (3, 8)
     np.testing.assert_allclose(weights.sum(1), 1.0)
@@ -166,7 +169,7 @@ def test_classify_train_records_scores_lineage_and_curves(classifier_run):
 
 
 def test_frozen_body_is_unchanged_by_classifier_training(classifier_run):
-    from lmcore import models
+    from lmcore.nn import models
 
     root, result, parent = classifier_run
     before = models.load_model(runs.checkpoint(root / parent, "best"), compile=False)
@@ -244,7 +247,7 @@ def test_classify_compare_trains_three_variants_per_seed(classifier_run, tmp_pat
     out = _cli("classify", "compare", *args, "--runs-dir", str(root), "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     table = json.loads(out.stdout.strip().splitlines()[-1])
-    assert table == compare.read_comparison(root, "cmp-test") and table["status"] == "completed"
+    assert table == runs.read_comparison(root, "cmp-test") and table["status"] == "completed"
     assert [r["variant"] for r in table["runs"]] == list(compare.VARIANTS)
     lineage = [runs.read_json(root / r["run_id"] / "config.json")["parent"] for r in table["runs"]]
     assert lineage == [None, parent, parent]  # from scratch borrows the tokenizer only

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED_DATA
-from lmcore import LMError, corpus
+from lmcore import LMError
+from lmcore.text import corpus
 
 
 def test_python_docs_is_the_offline_default():

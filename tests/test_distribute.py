@@ -23,7 +23,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from lmcore import LMError, distribute, runs
+from lmcore import LMError, runs
+from lmcore.training import distribute
 
 TOLERANCE = 1e-4  # nats, per logged loss and validation loss
 ARGS = [

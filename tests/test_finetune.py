@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, TINY
-from lmcore import LMError, finetune, runs
-from lmcore.config import config_from_dict
+from lmcore import LMError, runs
+from lmcore.nn.config import config_from_dict
+from lmcore.training import finetune, lm, transfer
 
 NEW_TEXT = "Ünïcödé text with “quotes” and plain words that come back again and again. " * 60
 
@@ -25,8 +26,8 @@ def new_corpus(tmp_path_factory) -> Path:
     return path
 
 
-def _parent(tiny_run) -> finetune.Parent:
-    return finetune.load_parent(str(tiny_run), tiny_run.parent)
+def _parent(tiny_run) -> transfer.Parent:
+    return transfer.load_parent(str(tiny_run), tiny_run.parent)
 
 
 def _weights(model, name):
@@ -35,7 +36,7 @@ def _weights(model, name):
 
 def test_plan_says_which_layers_are_frozen_dropped_and_new():
     config = config_from_dict({"family": "gpt", "n_layer": 4})
-    rows = finetune.plan(config, finetune.Surgery(freeze=2, drop_top=1, add_layers=2))
+    rows = transfer.plan(config, transfer.Surgery(freeze=2, drop_top=1, add_layers=2))
     assert [(r["layer"], r["state"]) for r in rows] == [
         ("wte", "frozen"),
         ("wpe", "frozen"),
@@ -47,8 +48,8 @@ def test_plan_says_which_layers_are_frozen_dropped_and_new():
         ("block_4", "new"),
         ("ln_f", "trainable"),
     ]
-    rnn = finetune.plan(
-        config_from_dict({"family": "lstm", "n_layer": 2}), finetune.Surgery(freeze=0, drop_top=1)
+    rnn = transfer.plan(
+        config_from_dict({"family": "lstm", "n_layer": 2}), transfer.Surgery(freeze=0, drop_top=1)
     )
     assert [(r["layer"], r["state"]) for r in rnn] == [
         ("embedding", "trainable"),
@@ -61,28 +62,28 @@ def test_plan_says_which_layers_are_frozen_dropped_and_new():
 @pytest.mark.parametrize(
     "surgery, message",
     [
-        (finetune.Surgery(drop_top=2), "would leave no block"),
-        (finetune.Surgery(freeze=2, drop_top=1), "more than the 1 block"),
-        (finetune.Surgery(add_layers=-1), "cannot be negative"),
+        (transfer.Surgery(drop_top=2), "would leave no block"),
+        (transfer.Surgery(freeze=2, drop_top=1), "more than the 1 block"),
+        (transfer.Surgery(add_layers=-1), "cannot be negative"),
     ],
 )
 def test_impossible_surgery_is_refused(surgery, message):
     with pytest.raises(LMError, match=message):
-        finetune.check_surgery(config_from_dict({"family": "gpt", "n_layer": 2}), surgery)
+        transfer.check_surgery(config_from_dict({"family": "gpt", "n_layer": 2}), surgery)
 
 
 def test_dropping_and_adding_blocks_changes_shapes_and_parameter_counts(tiny_run):
-    from lmcore import models
+    from lmcore.nn import models
 
     parent = _parent(tiny_run)
     source = models.load_model(parent.checkpoint, compile=False)
     C = parent.model_config.n_embd
     per_block = 2 * C + 3 * C * C + C * C + 4 * C * C + 4 * C * C  # two LayerNorm scales, qkv, proj, MLP
 
-    dropped = finetune.build_from_parent(parent, finetune.Surgery(drop_top=1))
+    dropped = transfer.build_from_parent(parent, transfer.Surgery(drop_top=1))
     assert [layer.name for layer in dropped.layers if layer.name.startswith("block_")] == ["block_0"]
     assert dropped.count_params() == source.count_params() - per_block
-    grown = finetune.build_from_parent(parent, finetune.Surgery(drop_top=1, add_layers=2))
+    grown = transfer.build_from_parent(parent, transfer.Surgery(drop_top=1, add_layers=2))
     assert grown.count_params() == source.count_params() + per_block
     ids = np.arange(12, dtype=np.int32)[None, :] % parent.tokenizer.vocab_size
     assert grown(ids).shape == (1, 12, parent.tokenizer.vocab_size)
@@ -94,16 +95,16 @@ def test_dropping_and_adding_blocks_changes_shapes_and_parameter_counts(tiny_run
 
 
 def test_freezing_sets_exactly_the_bottom_blocks_and_embeddings(tiny_run, tmp_path):
-    from lmcore import models
+    from lmcore.nn import models
 
     parent = _parent(tiny_run)
-    model = finetune.build_from_parent(parent, finetune.Surgery(freeze=1))
+    model = transfer.build_from_parent(parent, transfer.Surgery(freeze=1))
     frozen = {layer.name for layer in model.layers if not layer.trainable and layer.weights}
     assert frozen == {"wte", "wpe", "block_0"}
     model.save(tmp_path / "frozen.keras")  # a checkpoint keeps every frozen weight frozen
     reloaded = models.load_model(tmp_path / "frozen.keras", compile=False)
     assert len(reloaded.trainable_weights) == len(model.trainable_weights)
-    counts = finetune.count_params(model)
+    counts = transfer.count_params(model)
     assert counts["frozen_params"] + counts["trainable_params"] == model.count_params()
     assert counts["frozen_params"] == sum(
         int(np.prod(w.shape)) for name in frozen for w in model.get_layer(name).weights
@@ -112,7 +113,7 @@ def test_freezing_sets_exactly_the_bottom_blocks_and_embeddings(tiny_run, tmp_pa
 
 def test_oov_is_counted_and_handled_like_the_tokenizer_does(tiny_run):
     parent = _parent(tiny_run)
-    report = finetune.oov_report(parent.tokenizer, "abc Ü Ü é")
+    report = transfer.oov_report(parent.tokenizer, "abc Ü Ü é")
     known = set(parent.tokenizer.chars)
     assert "Ü" not in known and "é" not in known  # the small Python-docs corpus is ASCII
     assert report["unknown"] == 3 and report["distinct"] == 2 and report["handling"] == "dropped"
@@ -123,7 +124,7 @@ def test_finetune_cli_trains_a_child_run_with_frozen_weights_unchanged(
     tiny_run, new_corpus, tmp_path, small_text
 ):
     """The real command line: a run that records its parent, counts OOV, and never touches frozen weights."""
-    from lmcore import models
+    from lmcore.nn import models
 
     root = tmp_path / "runs"
     root.mkdir()
@@ -203,12 +204,12 @@ def test_bad_finetune_requests_are_one_clear_line(tiny_run, new_corpus):
 
 def test_runs_summary_shows_the_parent(tiny_run, new_corpus, tmp_path):
     parent = _parent(tiny_run)
-    s = finetune.Surgery()
+    s = transfer.Surgery()
     config = finetune.train_config_for(
         parent.train_config(), steps=10, log_every=5, eval_every=10, eval_batches=1, sample_length=0
     )
     job, record = finetune.prepare(parent, str(new_corpus), s, config)
-    result = finetune.start(parent, job, record, tmp_path)
+    result = lm.start_child(parent, job, record, tmp_path)
     assert result["status"] == "completed"
     summary = runs.summary(Path(result["run_dir"]))
     assert summary["parent"] == tiny_run.name

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from lmcore import corpus, info
+from lmcore.explain import info
+from lmcore.text import corpus
 
 
 def test_coin_and_uniform():

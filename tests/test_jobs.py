@@ -8,7 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from lmcore import jobs, runs
+from lmcore import cli, runs
+from lmcore.jobs import queue
 
 TINY = [
     "--model",
@@ -27,12 +28,12 @@ TINY = [
 def wait_for(root: Path, run_id: str, done, timeout: float = 180) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        state = jobs.state(root, run_id)
+        state = queue.state(root, run_id)
         if done(state):
             return state
         time.sleep(0.2)
     raise AssertionError(
-        f"job {run_id} stuck at {jobs.state(root, run_id)}; log:\n{jobs.log_tail(root, run_id)}"
+        f"job {run_id} stuck at {queue.state(root, run_id)}; log:\n{queue.log_tail(root, run_id)}"
     )
 
 
@@ -45,14 +46,23 @@ def test_a_relative_runs_dir_means_the_same_folder_to_the_app_and_the_child(
 ):
     monkeypatch.chdir(tmp_path)  # the app's working directory is not the package's
     root = Path("relative-runs")
-    run_id = jobs.launch(root, ["--corpus", str(small_file), "--steps", "10", *TINY], "rel", "tiny")
+    run_id = queue.launch(
+        root,
+        cli.spec_from_argv(["train", "--corpus", str(small_file), "--steps", "10", *TINY]),
+        "rel",
+        "tiny",
+    )
     state = wait_for(root, run_id, finished)
-    assert state["status"] == "completed", jobs.log_tail(root, run_id)
+    assert state["status"] == "completed", queue.log_tail(root, run_id)
     assert (tmp_path / "relative-runs" / run_id / "checkpoints" / "last.keras").is_file()
 
 
 def test_a_refused_job_reports_its_one_line_error_and_leaves_no_run(tmp_path):
-    run_id = jobs.launch(tmp_path, ["--corpus", str(tmp_path / "missing.txt"), *TINY], model="tiny")
+    run_id = queue.launch(
+        tmp_path,
+        cli.spec_from_argv(["train", "--corpus", str(tmp_path / "missing.txt"), *TINY]),
+        model="tiny",
+    )
     state = wait_for(tmp_path, run_id, lambda s: s["status"] != "starting", 60)
     assert state["status"] == "failed"
     assert state["message"].startswith("no such file")
@@ -60,14 +70,22 @@ def test_a_refused_job_reports_its_one_line_error_and_leaves_no_run(tmp_path):
 
 
 def test_stop_works_while_loading_and_while_training(small_file, tmp_path):
-    early = jobs.launch(tmp_path, ["--corpus", str(small_file), "--steps", "100000", *TINY], model="tiny")
-    jobs.stop(tmp_path, early)  # at once: still importing TensorFlow, no run folder yet
+    early = queue.launch(
+        tmp_path,
+        cli.spec_from_argv(["train", "--corpus", str(small_file), "--steps", "100000", *TINY]),
+        model="tiny",
+    )
+    queue.stop(tmp_path, early)  # at once: still importing TensorFlow, no run folder yet
     state = wait_for(tmp_path, early, lambda s: s["status"] != "starting", 60)
     assert state["status"] in ("failed", "stopped", "interrupted")  # ended, whichever point it reached
 
-    late = jobs.launch(tmp_path, ["--corpus", str(small_file), "--steps", "100000", *TINY], model="tiny")
+    late = queue.launch(
+        tmp_path,
+        cli.spec_from_argv(["train", "--corpus", str(small_file), "--steps", "100000", *TINY]),
+        model="tiny",
+    )
     wait_for(tmp_path, late, lambda s: s["status"] == "running" and s.get("step", 0) >= 5)
-    jobs.stop(tmp_path, late)
+    queue.stop(tmp_path, late)
     state = wait_for(tmp_path, late, finished, 60)
     assert state["status"] == "stopped"
     assert runs.checkpoint(tmp_path / late).is_file()
@@ -81,7 +99,7 @@ def test_a_resume_that_fails_before_training_says_why(tiny_run, tmp_path):
     with open(run_dir / "corpus.txt", "a", encoding="utf-8") as f:
         f.write("an edit after training")  # the saved corpus no longer matches its checksum
     time.sleep(0.05)
-    jobs.resume(root, run_dir.name, steps=40)
+    queue.resume(root, run_dir.name, steps=40)
     state = wait_for(root, run_dir.name, lambda s: s["status"] != "starting" and "job_error" in s, 60)
     assert state["status"] == "stopped"  # the run is as it was...
     assert "has changed" in state["job_error"]  # ...and the page can say why it did not resume
@@ -93,9 +111,9 @@ def test_a_job_between_the_queue_and_its_process_reads_starting_not_failed(tmp_p
     run_id = "20261201-000000-held-0001"
     argv = ["train", "--corpus", str(tmp_path / "missing.txt"), *TINY, "--run-id", run_id]
     with monkeypatch.context() as m:
-        m.setattr(jobs, "active", lambda root: ["someone-else"])  # every slot busy: it queues
-        jobs.submit(tmp_path, run_id, argv)
-    assert jobs.queued(tmp_path) == [run_id]
+        m.setattr(queue, "active", lambda root: ["someone-else"])  # every slot busy: it queues
+        queue.submit(tmp_path, run_id, cli.spec_from_argv(argv))
+    assert queue.queued(tmp_path) == [run_id]
 
     popen, entered, release = subprocess.Popen, threading.Event(), threading.Event()
 
@@ -105,13 +123,13 @@ def test_a_job_between_the_queue_and_its_process_reads_starting_not_failed(tmp_p
         return popen(*args, **kwargs)
 
     monkeypatch.setattr(subprocess, "Popen", held_popen)
-    starter = threading.Thread(target=jobs.dispatch, args=(tmp_path,))
+    starter = threading.Thread(target=queue.dispatch, args=(tmp_path,))
     starter.start()
     assert entered.wait(60), "dispatch never reached the start of the queued job"
-    assert jobs.queued(tmp_path) == []  # out of the queue, and no process yet
+    assert queue.queued(tmp_path) == []  # out of the queue, and no process yet
 
     seen = {}
-    reader = threading.Thread(target=lambda: seen.update(jobs.state(tmp_path, run_id)))
+    reader = threading.Thread(target=lambda: seen.update(queue.state(tmp_path, run_id)))
     reader.start()
     reader.join(2)  # a reader that does not wait for the start answers now, and wrongly
     release.set()

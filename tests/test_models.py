@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmcore import LMError, models
+from lmcore import LMError
+from lmcore.nn import models
 
 
 def lstm_params(n_in, units):  # four gates, each (input + recurrent) weights + bias
@@ -84,7 +85,7 @@ def test_the_cached_call_gives_the_full_pass_logits_at_every_position(name):
     """Every GPT preset (and any added later): the model's cached, incremental call, a token at
     a time and a chunk at a time, equals one full pass; then past the block, where the
     decoder's window slides, each step still equals a full pass over its window."""
-    from lmcore import generate
+    from lmcore.generation import decoding
 
     config = models.make_config(name, vocab_size=23, block_size=12, dropout=0.0)
     model = models.build_model(config)
@@ -105,7 +106,7 @@ def test_the_cached_call_gives_the_full_pass_logits_at_every_position(name):
     tail, _ = net.call_with_cache(ids[:, 5:], cache, 5)
     np.testing.assert_allclose(np.concatenate([head.numpy(), tail.numpy()], axis=1), full, atol=1e-4)
 
-    decoder = generate.make_decoder(model, config, batch=2)
+    decoder = decoding.make_decoder(model, config, batch=2)
     logits = decoder.start([list(r[:5]) for r in ids])
     for _ in range(25):  # past the block size of 12: the window slides twice
         window = np.array(decoder.window, dtype=np.int32)

@@ -18,7 +18,8 @@ import pytest
 from test_jobs import wait_for
 
 from conftest import ROOT
-from lmcore import LMError, cli, jobs, public, runs, specs
+from lmcore import LMError, cli, runs
+from lmcore.jobs import public, queue, specs
 
 PUBLIC = public.Policy(public=True, max_steps=300, max_minutes=5, admin_password="letmein")
 ALICE, BOB = public.Actor("alice-token"), public.Actor("bob-token")
@@ -49,42 +50,58 @@ def fake_start(monkeypatch):
     """Jobs that 'run' until the test ends them: ``_spawn`` records, ``active`` reports them."""
     started: dict[str, dict] = {}
     monkeypatch.setenv("LMLAB_MAX_JOBS", "10")
-    monkeypatch.setattr(jobs, "_spawn", lambda root, run_id, mode, env: started.update({run_id: env}))
-    monkeypatch.setattr(jobs, "active", lambda root: sorted(started))
+    monkeypatch.setattr(queue, "_spawn", lambda root, run_id, mode, env: started.update({run_id: env}))
+    monkeypatch.setattr(queue, "active", lambda root: sorted(started))
     return started
 
 
 def test_a_run_belongs_to_its_session_and_others_cannot_stop_resume_or_delete_it(tmp_path, fake_start):
-    run_id = jobs.launch(tmp_path, ["--model", "tiny", "--steps", "100"], "alice", actor=ALICE, policy=PUBLIC)
-    assert jobs.owner(tmp_path, run_id) == ALICE.owner_id != BOB.owner_id
+    run_id = queue.launch(
+        tmp_path,
+        cli.spec_from_argv(["train", "--model", "tiny", "--steps", "100"]),
+        "alice",
+        actor=ALICE,
+        policy=PUBLIC,
+    )
+    assert queue.owner(tmp_path, run_id) == ALICE.owner_id != BOB.owner_id
     assert "alice-token" not in (tmp_path / ".jobs" / f"{run_id}.owner").read_text()  # only its hash
-    for call in (jobs.stop, jobs.delete, jobs.resume):
+    for call in (queue.stop, queue.delete, queue.resume):
         with pytest.raises(LMError, match="only the session that started"):
             call(tmp_path, run_id, actor=BOB, policy=PUBLIC)
         with pytest.raises(LMError, match="only the session that started"):
             call(tmp_path, run_id, actor=None, policy=PUBLIC)  # nobody in particular
-    assert jobs.may_manage(tmp_path, run_id, ALICE, PUBLIC)
-    assert jobs.may_manage(tmp_path, run_id, ADMIN, PUBLIC)  # the admin unlocks everything
-    assert jobs.may_manage(tmp_path, run_id, BOB, None)  # public mode off: a laptop, as before
+    assert queue.may_manage(tmp_path, run_id, ALICE, PUBLIC)
+    assert queue.may_manage(tmp_path, run_id, ADMIN, PUBLIC)  # the admin unlocks everything
+    assert queue.may_manage(tmp_path, run_id, BOB, None)  # public mode off: a laptop, as before
     (tmp_path / run_id).mkdir()
-    jobs.stop(tmp_path, run_id, actor=ADMIN, policy=PUBLIC)
+    queue.stop(tmp_path, run_id, actor=ADMIN, policy=PUBLIC)
     assert runs.stop_requested(tmp_path / run_id)
 
 
 def test_one_job_per_session_and_steps_over_the_cap_are_refused_when_submitted(tmp_path, fake_start):
-    first = jobs.launch(tmp_path, ["--steps", "300"], "a", actor=ALICE, policy=PUBLIC)
+    first = queue.launch(
+        tmp_path, cli.spec_from_argv(["train", "--steps", "300"]), "a", actor=ALICE, policy=PUBLIC
+    )
     assert fake_start[first]["LMLAB_JOB_MAX_STEPS"] == "300"  # the trainer gets the caps too
     assert float(fake_start[first]["LMLAB_JOB_DEADLINE"]) == pytest.approx(time.time() + 300, abs=30)
     with pytest.raises(LMError, match="one job at a time per visitor"):
-        jobs.launch(tmp_path, ["--steps", "100"], "again", actor=ALICE, policy=PUBLIC)
+        queue.launch(
+            tmp_path, cli.spec_from_argv(["train", "--steps", "100"]), "again", actor=ALICE, policy=PUBLIC
+        )
     with pytest.raises(LMError, match="at most 300 steps a run, not 301"):
-        jobs.launch(tmp_path, ["--steps=301"], "long", actor=BOB, policy=PUBLIC)
+        queue.launch(tmp_path, cli.spec_from_argv(["train", "--steps=301"]), "long", actor=BOB, policy=PUBLIC)
     with pytest.raises(LMError, match="needs the session"):
-        jobs.launch(tmp_path, ["--steps", "10"], "anonymous", policy=PUBLIC)
-    jobs.launch(tmp_path, ["--steps", "300"], "b", actor=BOB, policy=PUBLIC)  # another session may
-    admin = jobs.launch(tmp_path, ["--steps", "100000"], "c", actor=ADMIN, policy=PUBLIC)
+        queue.launch(tmp_path, cli.spec_from_argv(["train", "--steps", "10"]), "anonymous", policy=PUBLIC)
+    queue.launch(
+        tmp_path, cli.spec_from_argv(["train", "--steps", "300"]), "b", actor=BOB, policy=PUBLIC
+    )  # another session may
+    admin = queue.launch(
+        tmp_path, cli.spec_from_argv(["train", "--steps", "100000"]), "c", actor=ADMIN, policy=PUBLIC
+    )
     assert "LMLAB_JOB_MAX_STEPS" not in fake_start[admin]  # the presenter is not capped
-    jobs.launch(tmp_path, ["--steps", "100000"], "d", actor=ALICE)  # and a laptop never is
+    queue.launch(
+        tmp_path, cli.spec_from_argv(["train", "--steps", "100000"]), "d", actor=ALICE
+    )  # and a laptop never is
 
 
 def _cli(*args, env=None, timeout=300):
@@ -156,7 +173,7 @@ def test_the_disk_budget_removes_the_oldest_finished_runs_first_never_pinned_or_
         "c-queued",
         "e-training",
     }
-    assert jobs.state(tmp_path, "a-oldest")["status"] == "evicted"  # a follower is told, not 'failed'
+    assert queue.state(tmp_path, "a-oldest")["status"] == "evicted"  # a follower is told, not 'failed'
 
 
 def test_submitting_in_public_mode_keeps_the_budget_and_spares_the_pins(tmp_path, fake_start):
@@ -165,7 +182,7 @@ def test_submitting_in_public_mode_keeps_the_budget_and_spares_the_pins(tmp_path
     _fake_run(tmp_path, "kept-run", "completed", 2 * mb, time.time() - 200)
     public.pin(tmp_path, "kept-run")
     tight = public.Policy(public=True, disk_budget_mb=3)
-    jobs.launch(tmp_path, ["--steps", "10"], "new", actor=ALICE, policy=tight)
+    queue.launch(tmp_path, cli.spec_from_argv(["train", "--steps", "10"]), "new", actor=ALICE, policy=tight)
     assert not (tmp_path / "old-run").exists() and (tmp_path / "kept-run").is_dir()
     assert [e["name"] for e in public.evictions(tmp_path)] == ["old-run"]
 
@@ -175,7 +192,11 @@ def test_a_job_over_the_servers_memory_cap_fails_with_the_reason_and_keeps_the_q
 ):
     """The supervisor ends a trainer past LMLAB_JOB_MEMORY_MB (TensorFlow alone is past 150 MB)."""
     monkeypatch.setenv("LMLAB_JOB_MEMORY_MB", "150")
-    run_id = jobs.launch(tmp_path, ["--corpus", str(small_file), "--steps", "50", *_TINY_ARGS], model="tiny")
+    run_id = queue.launch(
+        tmp_path,
+        cli.spec_from_argv(["train", "--corpus", str(small_file), "--steps", "50", *_TINY_ARGS]),
+        model="tiny",
+    )
     state = wait_for(tmp_path, run_id, lambda s: s["status"] not in ("starting", "queued", "running"))
     assert state["status"] == "failed"
     assert state["message"].startswith("out of memory: the training process used")
@@ -227,7 +248,7 @@ def test_a_trainer_killed_by_the_kernel_for_memory_leaves_its_run_failed_with_th
     (tmp_path / ".jobs").mkdir()
     specs.save(cli.spec_from_argv(argv), tmp_path / ".jobs" / f"{run_id}.spec.json")  # as jobs.submit does
     log = open(tmp_path / ".jobs" / f"{run_id}.log", "wb")
-    script = f'echo $$ > {group}/cgroup.procs && exec "$0" -m lmcore.supervisor "$@"'
+    script = f'echo $$ > {group}/cgroup.procs && exec "$0" -m lmcore.jobs.supervisor "$@"'
     proc = subprocess.Popen(
         ["sh", "-c", script, sys.executable, str(tmp_path), run_id],
         stdout=log,
@@ -239,7 +260,7 @@ def test_a_trainer_killed_by_the_kernel_for_memory_leaves_its_run_failed_with_th
         deadline = time.time() + 120
         while not (tmp_path / run_id / "status.json").is_file() and time.time() < deadline:
             time.sleep(0.05)
-        assert (tmp_path / run_id / "status.json").is_file(), jobs.log_tail(tmp_path, run_id)
+        assert (tmp_path / run_id / "status.json").is_file(), queue.log_tail(tmp_path, run_id)
         used = int((group / usage_file).read_text())
         (group / limit_file).write_text(str(used + 60 * 2**20))  # XLA's compilation needs ~300 MB more
         code = proc.wait(300)
@@ -251,7 +272,7 @@ def test_a_trainer_killed_by_the_kernel_for_memory_leaves_its_run_failed_with_th
             group.rmdir()
         except OSError:
             pass
-    state = jobs.state(tmp_path, run_id)
-    assert code == 1, jobs.log_tail(tmp_path, run_id)
+    state = queue.state(tmp_path, run_id)
+    assert code == 1, queue.log_tail(tmp_path, run_id)
     assert state["status"] == "failed", state
     assert state["message"].startswith("out of memory: the system stopped the training process"), state

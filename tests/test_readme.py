@@ -21,7 +21,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_the_model_table_matches_the_parameter_counts():
-    from lmcore import models
+    from lmcore.nn import models
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     for name in ("seed-lstm", "gru", "tiny", "nano"):

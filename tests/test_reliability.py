@@ -28,15 +28,18 @@ from streamlit.testing.v1 import AppTest
 from test_cli import assert_one_line_error, lmcore
 
 from conftest import ROOT, TINY
-from lmcore import LMError, corpus, data, device, jobs, runs, tokenizers, train
-from lmcore.config import DataConfig, make_train_config
+from lmcore import LMError, cli, device, runs
+from lmcore.jobs import queue
+from lmcore.nn.config import DataConfig, make_train_config
+from lmcore.text import corpus, tokenizers, windows
+from lmcore.training import lm, lmdata
 
 FAST = ["--model", "tiny", "--batch-size", "8", "--log-every", "10", "--eval-batches", "1"]
 FAST += ["--sample-length", "0", "--seed", "3"]
 
 
 def prepare(source, **overrides):
-    return train.prepare(
+    return lmdata.prepare(
         "tiny", DataConfig(source=str(source)), make_train_config("tiny", **{**TINY, **overrides})
     )
 
@@ -124,7 +127,9 @@ def test_case3_a_byte_order_mark_never_enters_the_vocabulary(small_text, tmp_pat
     source = tmp_path / "joined.txt"
     source.write_bytes(joined)  # two UTF-8 files with BOMs, concatenated
     for kind in ("char", "word", "bpe"):
-        job = train.prepare("tiny", DataConfig(source=str(source), tokenizer=kind), make_train_config("tiny"))
+        job = lmdata.prepare(
+            "tiny", DataConfig(source=str(source), tokenizer=kind), make_train_config("tiny")
+        )
         assert "\ufeff" not in job.text
         pieces = [job.tokenizer.token(i) for i in range(job.tokenizer.vocab_size)]
         assert not any("\ufeff" in p for p in pieces), kind
@@ -333,7 +338,7 @@ def test_case7_the_generate_page_says_what_it_did_with_the_prompt(tiny_run):
 
 
 def test_case8_a_loss_that_becomes_nan_fails_the_run_and_keeps_the_last_good_checkpoint(small_file, tmp_path):
-    from lmcore import models
+    from lmcore.nn import models
 
     # A sane rate for 20 steps (a checkpoint at step 20), then 1e12 times larger.
     job = prepare(
@@ -347,7 +352,7 @@ def test_case8_a_loss_that_becomes_nan_fails_the_run_and_keeps_the_last_good_che
         decay_rate=1e12,
         staircase=True,
     )
-    result = train.start(job, tmp_path)
+    result = lm.start(job, tmp_path)
     run_dir = Path(result["run_dir"])
     assert result["status"] == "failed"
     assert "loss became" in result["message"] and "lower the learning rate" in result["message"]
@@ -405,7 +410,7 @@ sys.exit(main(sys.argv[2:]))
 
 
 def test_case9_sigkill_during_a_checkpoint_write_loses_nothing(small_file, tmp_path):
-    from lmcore import models
+    from lmcore.nn import models
 
     runs_dir, marker = tmp_path / "runs", tmp_path / "writing"
     args = ["train", "--corpus", str(small_file), "--steps", "60", *FAST, "--eval-every", "20"]
@@ -456,8 +461,8 @@ def test_case9_sigkill_during_a_checkpoint_write_loses_nothing(small_file, tmp_p
 def test_case11_the_estimate_counts_parameters_exactly():
     import keras
 
-    from lmcore import models
-    from lmcore.config import MODEL_NAMES, make_config
+    from lmcore.nn import models
+    from lmcore.nn.config import MODEL_NAMES, make_config
 
     for name in MODEL_NAMES:
         config = make_config(name, vocab_size=97)
@@ -500,7 +505,7 @@ def test_case11_running_out_of_memory_anyway_is_caught_and_explained(small_file,
     args = ["--steps", "2", "--model", "tiny", "--batch-size", "500", "--block-size", "256"]
     args += ["--log-every", "1", "--eval-batches", "1", "--sample-length", "0", "--json"]
     m = make_train_config("tiny", batch_size=500)
-    from lmcore.config import make_config
+    from lmcore.nn.config import make_config
 
     need = device.estimate_memory(make_config("tiny", vocab_size=100, block_size=256), m)["total_bytes"]
     if need > device.available_memory()[0]:
@@ -529,31 +534,31 @@ def test_case11_running_out_of_memory_anyway_is_caught_and_explained(small_file,
 
 def test_case12_the_job_limit_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("LMLAB_MAX_JOBS", "3")
-    assert jobs.max_jobs() == 3
+    assert queue.max_jobs() == 3
     monkeypatch.delenv("LMLAB_MAX_JOBS")
-    assert jobs.max_jobs() == max(1, len(os.sched_getaffinity(0)) // 2)
+    assert queue.max_jobs() == max(1, len(os.sched_getaffinity(0)) // 2)
     for bad in ("0", "-2", "many"):
         monkeypatch.setenv("LMLAB_MAX_JOBS", bad)
         with pytest.raises(LMError, match="LMLAB_MAX_JOBS"):
-            jobs.max_jobs()
+            queue.max_jobs()
 
 
 def test_case12_jobs_beyond_the_limit_queue_and_start_when_a_slot_frees(small_file, tmp_path, monkeypatch):
     monkeypatch.setenv("LMLAB_MAX_JOBS", "1")
     root = tmp_path / "runs"
     args = ["--corpus", str(small_file), "--steps", "10", *FAST]
-    first = jobs.launch(root, args, "first", "tiny")
-    second = jobs.launch(root, [*args, "--batch-size", "4"], "second", "tiny")
-    assert jobs.active(root) == [first] and jobs.queued(root) == [second]
+    first = queue.launch(root, cli.spec_from_argv(["train", *args]), "first", "tiny")
+    second = queue.launch(root, cli.spec_from_argv(["train", *args, "--batch-size", "4"]), "second", "tiny")
+    assert queue.active(root) == [first] and queue.queued(root) == [second]
     # The finishing job starts the next one itself: nobody polls jobs.state here.
     deadline = time.time() + 240
     while not (root / second / "status.json").is_file() and time.time() < deadline:
         time.sleep(0.2)
-    assert runs.read_status(root / first)["status"] == "completed", jobs.log_tail(root, first)
-    assert jobs.queued(root) == []
-    while jobs.active(root) and time.time() < deadline:
+    assert runs.read_status(root / first)["status"] == "completed", queue.log_tail(root, first)
+    assert queue.queued(root) == []
+    while queue.active(root) and time.time() < deadline:
         time.sleep(0.2)
-    assert jobs.state(root, second)["status"] == "completed", jobs.log_tail(root, second)
+    assert queue.state(root, second)["status"] == "completed", queue.log_tail(root, second)
     configs = [runs.read_json(root / r / "config.json")["train"]["batch_size"] for r in (first, second)]
     assert configs == [8, 4]  # each job kept its own settings
 
@@ -564,28 +569,32 @@ def test_case12_simultaneous_submissions_respect_the_limit_and_can_be_cancelled(
     args = ["--corpus", "builtin:markov", "--steps", "100000", *FAST]
     ids = []
     threads = [
-        threading.Thread(target=lambda n=n: ids.append(jobs.launch(root, args, f"job{n}", "tiny")))
+        threading.Thread(
+            target=lambda n=n: ids.append(
+                queue.launch(root, cli.spec_from_argv(["train", *args]), f"job{n}", "tiny")
+            )
+        )
         for n in range(4)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(jobs.active(root)) == 1 and len(jobs.queued(root)) == 3
-    running, *waiting = jobs.active(root) + jobs.queued(root)
-    states = [jobs.state(root, w) for w in waiting]
+    assert len(queue.active(root)) == 1 and len(queue.queued(root)) == 3
+    running, *waiting = queue.active(root) + queue.queued(root)
+    states = [queue.state(root, w) for w in waiting]
     assert [s["status"] for s in states] == ["queued"] * 3
     assert [s["position"] for s in states] == [1, 2, 3] and states[0]["slots"] == 1
-    jobs.stop(root, waiting[0])  # cancel one in the queue
-    assert jobs.queued(root) == waiting[1:]
-    assert jobs.state(root, waiting[0])["message"] == "cancelled while waiting in the queue"
+    queue.stop(root, waiting[0])  # cancel one in the queue
+    assert queue.queued(root) == waiting[1:]
+    assert queue.state(root, waiting[0])["message"] == "cancelled while waiting in the queue"
     for w in waiting[1:]:
-        jobs.stop(root, w)
-    jobs.stop(root, running)
+        queue.stop(root, w)
+    queue.stop(root, running)
     deadline = time.time() + 120
-    while jobs.active(root) and time.time() < deadline:
+    while queue.active(root) and time.time() < deadline:
         time.sleep(0.2)
-    assert jobs.active(root) == [] and jobs.queued(root) == []
+    assert queue.active(root) == [] and queue.queued(root) == []
     assert not any((root / w).exists() for w in waiting)
 
 
@@ -597,10 +606,10 @@ def test_case15_run_ids_cannot_leave_the_runs_directory(tmp_path, bad):
     for call in (
         lambda: runs.check_run_id(bad),
         lambda: runs.create(tmp_path, bad),
-        lambda: jobs.state(tmp_path, bad),
-        lambda: jobs.stop(tmp_path, bad),
-        lambda: jobs.log_path(tmp_path, bad),
-        lambda: jobs.submit(tmp_path, bad, ["runs"]),
+        lambda: queue.state(tmp_path, bad),
+        lambda: queue.stop(tmp_path, bad),
+        lambda: queue.log_path(tmp_path, bad),
+        lambda: queue.submit(tmp_path, bad, ["runs"]),
     ):
         with pytest.raises(LMError):
             call()
@@ -638,7 +647,7 @@ def test_case15_uploads_are_saved_inside_the_runs_directory_under_a_safe_name(tm
 def test_case15_checkpoints_load_in_safe_mode_so_a_planted_lambda_never_runs(tmp_path, monkeypatch):
     import keras
 
-    from lmcore import models
+    from lmcore.nn import models
 
     ran = tmp_path / "code-ran"
     monkeypatch.setenv("LMLAB_TEST_MARKER", str(ran))
@@ -709,8 +718,8 @@ def test_case16_text_shown_by_the_app_is_escaped_for_markdown():
 def test_case1_the_train_pages_length_check_splits_like_the_trainer():
     # the Train page's early length check uses data.split on a range: same sizes as on ids
     for n in (100, 1000, 1234):
-        a, b = data.split(range(n))
-        x, y = data.split(np.arange(n))
+        a, b = windows.split(range(n))
+        x, y = windows.split(np.arange(n))
         assert (len(a), len(b)) == (len(x), len(y))
 
 
@@ -723,7 +732,7 @@ def test_case14_loading_and_generating_again_and_again_keeps_the_servers_memory_
     TensorFlow's cache for good (+20 MB per nano load); the server decodes without XLA."""
     import gc
 
-    from lmcore import generate
+    from lmcore.generation import decoding
     from pages import common
 
     def rss_mb() -> float:
@@ -732,7 +741,7 @@ def test_case14_loading_and_generating_again_and_again_keeps_the_servers_memory_
     sizes = []
     for i in range(12):
         logits_fn, tok, _ = common.generator(str(tiny_run), "last", float(i))  # as if rewritten
-        list(generate.stream(logits_fn, tok, "The ", 40, generate.SamplingOptions(0.8, seed=i)))
+        list(decoding.stream(logits_fn, tok, "The ", 40, decoding.SamplingOptions(0.8, seed=i)))
         del logits_fn
         gc.collect()
         sizes.append(rss_mb())

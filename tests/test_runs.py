@@ -145,7 +145,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "fixture-v0.1-tiny"  # made by lm
 
 
 def test_the_record_reads_a_run_made_before_it_and_writes_the_same_format(tmp_path):
-    from lmcore.config import GPTConfig, TrainConfig
+    from lmcore.nn.config import GPTConfig, TrainConfig
 
     record = runs.read_record(FIXTURE)
     assert isinstance(record.model, GPTConfig) and isinstance(record.train, TrainConfig)

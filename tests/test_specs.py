@@ -12,8 +12,9 @@ from dataclasses import replace
 import pytest
 
 from conftest import ROOT
-from lmcore import LMError, cli, specs
-from lmcore.config import DataConfig, make_train_config
+from lmcore import LMError, cli
+from lmcore.jobs import specs
+from lmcore.nn.config import DataConfig, make_train_config
 
 
 def test_the_command_line_and_a_page_build_the_same_spec():

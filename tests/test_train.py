@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 
 from conftest import TINY
-from lmcore import LMError, device, models, runs, train
-from lmcore.config import DataConfig, make_train_config
-from lmcore.schedule import keras_schedule, lr_curve
+from lmcore import LMError, device, runs
+from lmcore.nn import models
+from lmcore.nn.config import DataConfig, make_train_config
+from lmcore.nn.schedule import keras_schedule, lr_curve
+from lmcore.training import lm, lmdata
 
 
 def prepare(small_file, **overrides):
-    return train.prepare(
+    return lmdata.prepare(
         "tiny",
         DataConfig(source=str(small_file)),
         make_train_config("tiny", **{**TINY, **overrides}),
@@ -45,13 +47,13 @@ def test_a_short_run_learns_and_records_everything(tiny_run):
 
 def test_the_checkpoint_reproduces_the_recorded_validation_loss(tiny_run):
     """An independent check: reload the checkpoint and score the same windows by hand."""
-    from lmcore import data, tokenizers
+    from lmcore.text import tokenizers, windows
 
     config = runs.read_json(tiny_run / "config.json")
     tok = tokenizers.load(tiny_run / "tokenizer.json")
-    _, val = data.split(tok.encode((tiny_run / "corpus.txt").read_text(encoding="utf-8")))
+    _, val = windows.split(tok.encode((tiny_run / "corpus.txt").read_text(encoding="utf-8")))
     T, B, nb = config["model"]["block_size"], config["train"]["batch_size"], config["train"]["eval_batches"]
-    x, y = data.windows(val, T, data.val_starts(len(val), T, nb * B))
+    x, y = windows.windows(val, T, windows.val_starts(len(val), T, nb * B))
     model = models.load_model(runs.checkpoint(tiny_run), compile=False)
     logits = model(x).numpy().astype(np.float64)
     logz = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
@@ -69,7 +71,7 @@ def test_stop_request_is_honoured_within_one_step_then_resume_continues(small_fi
 
     run_dir = []
     listener = lambda e, r: run_dir.append(Path(r["run_dir"])) if e == "start" else stop_after_first_log(e, r)  # noqa: E731
-    result = train.start(job, tmp_path, listener=listener)
+    result = lm.start(job, tmp_path, listener=listener)
     assert result["status"] == "stopped"
     assert result["steps"] == 11  # the step already begun finishes, no more
     run = run_dir[0]
@@ -77,7 +79,7 @@ def test_stop_request_is_honoured_within_one_step_then_resume_continues(small_fi
     ckpt_model = models.load_model(runs.checkpoint(run))
     assert int(ckpt_model.optimizer.iterations.numpy()) == 11
 
-    resumed = train.resume(run)
+    resumed = lm.resume(run)
     assert resumed["status"] == "completed" and resumed["steps"] == 30
     steps = [m["step"] for m in runs.read_jsonl(run / "metrics.jsonl")]
     assert steps == [10, 11, 21, 30]  # one continuous curve
@@ -85,15 +87,15 @@ def test_stop_request_is_honoured_within_one_step_then_resume_continues(small_fi
     assert times == sorted(times)
 
     with pytest.raises(LMError, match="already trained 30 steps"):
-        train.resume(run)
-    longer = train.resume(run, steps=40)
+        lm.resume(run)
+    longer = lm.resume(run, steps=40)
     assert longer["status"] == "completed" and longer["steps"] == 40
     assert runs.read_json(run / "config.json")["train"]["steps"] == 40
 
 
 def test_a_diverging_run_fails_with_the_reason(small_file, tmp_path):
     job = prepare(small_file, optimizer="sgd", lr=1e12, clipnorm=0.0, schedule="constant")
-    result = train.start(job, tmp_path)
+    result = lm.start(job, tmp_path)
     assert result["status"] == "failed"
     assert "loss became" in result["message"] and "learning rate" in result["message"]
     run = Path(result["run_dir"])
@@ -106,7 +108,7 @@ def test_bad_settings_fail_before_a_run_exists(small_file, tmp_path):
         with pytest.raises(LMError):
             make_train_config("tiny", **{**TINY, **overrides})
     with pytest.raises(LMError, match="too short"):
-        train.prepare(
+        lmdata.prepare(
             "nano",
             DataConfig(source=str(small_file)),
             make_train_config("nano"),
@@ -140,7 +142,7 @@ def test_the_tutorials_exponential_decay():
 
 @pytest.mark.parametrize("tokenizer", ["char", "bpe"])
 def test_chinese_and_emoji_text_trains_and_generates_end_to_end(tokenizer, tmp_path):
-    from lmcore import generate
+    from lmcore.generation import decoding
 
     lines = [
         "语言模型预测下一个词。",
@@ -150,22 +152,22 @@ def test_chinese_and_emoji_text_trains_and_generates_end_to_end(tokenizer, tmp_p
     ]
     source = tmp_path / "mixed.txt"
     source.write_text("\n".join(lines * 60), encoding="utf-8")
-    job = train.prepare(
+    job = lmdata.prepare(
         "tiny",
         DataConfig(source=str(source), tokenizer=tokenizer),
         make_train_config("tiny", **{**TINY, "steps": 20}),
     )
     assert job.tokenizer.decode(job.tokenizer.encode(job.text)) == job.text
-    result = train.start(job, tmp_path / "runs")
+    result = lm.start(job, tmp_path / "runs")
     assert result["status"] == "completed"
-    fn, tok, _ = generate.load_run(Path(result["run_dir"]))
-    out = generate.generate(fn, tok, "你好", 12, generate.SamplingOptions(0.8, seed=1))
+    fn, tok, _ = decoding.load_run(Path(result["run_dir"]))
+    out = decoding.generate(fn, tok, "你好", 12, decoding.SamplingOptions(0.8, seed=1))
     assert len(out.steps) == 12 and not out.notes
 
 
 def test_a_host_with_room_only_without_xla_trains_without_it_and_says_so(small_file, monkeypatch):
     """Issue 13: XLA's compilation costs ~300 MB on a CPU; a small host drops it instead of refusing."""
-    from lmcore.config import make_config
+    from lmcore.nn.config import make_config
 
     c = make_train_config("tiny", **TINY)
     m = make_config("tiny", vocab_size=80)
@@ -174,26 +176,26 @@ def test_a_host_with_room_only_without_xla_trains_without_it_and_says_so(small_f
     monkeypatch.setattr(
         device, "available_memory", lambda: (need + device.XLA_BYTES // 2, "memory available")
     )
-    job = train.prepare("tiny", data_config, make_train_config("tiny", **TINY))
+    job = lmdata.prepare("tiny", data_config, make_train_config("tiny", **TINY))
     assert job.train.jit_compile is False
     assert any(n.startswith("XLA compilation is off for this run") for n in job.notes)
 
     monkeypatch.setattr(device, "available_memory", lambda: (need + 2 * device.XLA_BYTES, "memory available"))
-    job = train.prepare("tiny", data_config, make_train_config("tiny", **TINY))
+    job = lmdata.prepare("tiny", data_config, make_train_config("tiny", **TINY))
     assert job.train.jit_compile is None and not job.notes  # room for XLA: the default stays
     with_jit = make_train_config("tiny", **TINY, jit_compile=True)
     monkeypatch.setattr(
         device, "available_memory", lambda: (need + device.XLA_BYTES // 2, "memory available")
     )
     with pytest.raises(LMError, match="needs about"):
-        train.prepare("tiny", data_config, with_jit)  # asked for XLA: refused, not silently changed
+        lmdata.prepare("tiny", data_config, with_jit)  # asked for XLA: refused, not silently changed
 
 
 def test_every_step_is_on_the_curve_recorded_inside_the_compiled_call(tiny_run):
     """Issue 15: with several steps per call into the graph, each interval's record still
     carries every step's loss (their mean is the interval's loss Keras reports) and the rate
     each step trained at (the schedule's, and at the interval's end the optimizer's own)."""
-    from lmcore.schedule import lr_at
+    from lmcore.nn.schedule import lr_at
 
     record = runs.read_record(tiny_run)
     metrics = runs.read_jsonl(tiny_run / "metrics.jsonl")
@@ -210,27 +212,28 @@ def test_a_modern_preset_trains_generates_resumes_and_fine_tunes(small_file, tmp
     """Issue 15: modern-nano's changes (rotary, QK-norm, zero-init; with a ReLU² MLP, an untied
     head and a soft-cap too, as the ablation tries them) and Muon go through every path a
     classic GPT does; its shape is cut down for the test."""
-    from lmcore import finetune, generate
+    from lmcore.generation import decoding
+    from lmcore.training import finetune, lm, transfer
 
     c = make_train_config("modern-nano", **{**TINY, "steps": 20})
     assert c.optimizer == "muon"
     small = dict(n_layer=2, n_head=2, n_embd=32, mlp="relu2", tied_head=False, softcap=15.0)
-    job = train.prepare(
+    job = lmdata.prepare(
         "modern-nano", DataConfig(source=str(small_file)), c, block_size=16, model_overrides=small
     )
     assert job.model_config.rotary and job.model_config.qk_norm and job.model_config.zero_init
-    result = train.start(job, tmp_path / "runs")
+    result = lm.start(job, tmp_path / "runs")
     assert result["status"] == "completed", result
     run = Path(result["run_dir"])
-    fn, tok, record = generate.load_run(run)
-    text = generate.generate(fn, tok, "The ", 40, generate.SamplingOptions(0.8, seed=3)).text  # past block 16
+    fn, tok, record = decoding.load_run(run)
+    text = decoding.generate(fn, tok, "The ", 40, decoding.SamplingOptions(0.8, seed=3)).text  # past block 16
     assert len(text) > 0 and record.model.qk_norm
-    assert train.resume(run, steps=30)["steps"] == 30
-    parent = finetune.load_parent(str(run), run.parent)
-    s = finetune.Surgery(freeze=1, add_layers=1)
+    assert lm.resume(run, steps=30)["steps"] == 30
+    parent = transfer.load_parent(str(run), run.parent)
+    s = transfer.Surgery(freeze=1, add_layers=1)
     config = finetune.train_config_for(
         parent.train_config(), steps=10, log_every=5, eval_every=10, sample_length=0
     )
     child_job, lineage = finetune.prepare(parent, str(small_file), s, config)
-    child = finetune.start(parent, child_job, lineage, tmp_path / "runs")
+    child = lm.start_child(parent, child_job, lineage, tmp_path / "runs")
     assert child["status"] == "completed" and child["parent"] == run.name

@@ -24,7 +24,7 @@ import json
 import os
 import types
 
-from lmcore import LMError
+from lmcore import LMError, device
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
@@ -48,8 +48,6 @@ def resolve(name: str) -> str:
         return name
     if tf_config_workers() > 1:
         return "multiworker"
-    from lmcore import device
-
     gpus = device.import_tensorflow().config.list_physical_devices("GPU")
     return "mirrored" if len(gpus) > 1 else "default"
 
@@ -60,8 +58,6 @@ def make_strategy(name: str = "auto"):
     Call it before TensorFlow runs any operation: ``MultiWorkerMirroredStrategy`` must
     configure the runtime's collectives first.
     """
-    from lmcore import device
-
     tf = device.import_tensorflow()
     name = resolve(name)
     if name == "multiworker":

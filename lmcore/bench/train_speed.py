@@ -1,7 +1,7 @@
 """Training benchmarks: ``python -m lmcore bench train`` and ``bench train-to-quality``.
 
 ``train`` times the training loop itself (the model, optimizer, input pipeline and
-``steps_per_execution`` that ``lmcore.train`` uses) on random tokens after a warm-up, and
+``steps_per_execution`` that ``lmcore.training.lm`` uses) on random tokens after a warm-up, and
 turns tokens/s into model FLOP/s and MFU against a matmul roof measured in the same process,
 so that the ratio means the same on a fast or a slow, a quiet or a busy machine.
 
@@ -22,7 +22,7 @@ The roof is the best of several timed fp32 ``2048 x 2048`` matmuls (XLA-compiled
 measured before and after the models, the best of all kept.
 
 ``train-to-quality`` trains ``nano`` on ``builtin:tiny-shakespeare`` with its default recipe
-through ``lmcore.train.start`` (the same code as ``python -m lmcore train``), validates every
+through ``lmcore.training.lm.start`` (the same code as ``python -m lmcore train``), validates every
 ``eval_every`` steps on the fixed validation subset (``data.val_dataset``), and reports the
 wall time, from the start of training (model build and compilation included), at which the
 validation loss first reaches the target.
@@ -40,9 +40,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lmcore import corpus, data, device, models, trainer
-from lmcore import train as train_mod
-from lmcore.config import DataConfig, make_train_config
+from lmcore import device
+from lmcore.nn import models
+from lmcore.nn.config import DataConfig, make_train_config
+from lmcore.text import corpus, windows
+from lmcore.training import lm, lmdata, loop
 
 TRAIN_CONFIGS = (  # (label, preset, batch)
     ("nano", "nano", 12),
@@ -89,10 +91,10 @@ def train_config(label: str, preset: str, batch: int, intervals: int = 4, seed: 
     c = make_train_config(preset, batch_size=batch, seed=seed)
     keras.utils.set_random_seed(seed)
     model = models.build_model(config)
-    trainer.compile_model(model, c, config.family)
-    model.steps_per_execution = trainer.steps_per_execution(c)
+    loop.compile_model(model, c, config.family)
+    model.steps_per_execution = loop.steps_per_execution(c)
     ids = np.random.default_rng(seed).integers(0, VOCAB, 400_000).astype(np.int32)
-    ds = data.train_dataset(ids, config.block_size, batch, seed=seed)
+    ds = windows.train_dataset(ids, config.block_size, batch, seed=seed)
     ends = []
 
     class Clock(keras.callbacks.Callback):
@@ -244,9 +246,9 @@ def step_profile(batch: int, preset: str = "nano", seed: int = 0) -> dict:
             out += [tf.reduce_sum(att @ q), tf.reduce_sum(tf.transpose(att, (0, 1, 3, 2)) @ q)]
         return tf.add_n(out)
 
-    trainer.compile_model(model, c, config.family)
-    model.steps_per_execution = trainer.steps_per_execution(c)
-    ds = data.train_dataset(rng.integers(0, VOCAB, 200_000).astype(np.int32), T, batch, seed=seed)
+    loop.compile_model(model, c, config.family)
+    model.steps_per_execution = loop.steps_per_execution(c)
+    ds = windows.train_dataset(rng.integers(0, VOCAB, 200_000).astype(np.int32), T, batch, seed=seed)
     model.fit(ds, epochs=1, steps_per_epoch=c.log_every, verbose=0, shuffle=False)  # compile
     best = math.inf
     for _ in range(3):
@@ -302,7 +304,7 @@ def time_to_quality(
     c = make_train_config(
         model_name, steps=steps, eval_every=eval_every, log_every=eval_every, sample_length=0, **overrides
     )
-    job = train_mod.prepare(
+    job = lmdata.prepare(
         model_name, DataConfig(source=source), c, model_overrides=model_overrides, loaded=corpus.load(source)
     )
     curve, t0 = [], [None]
@@ -323,7 +325,7 @@ def time_to_quality(
             )
 
     with tempfile.TemporaryDirectory() as tmp:
-        result = train_mod.start(job, Path(runs_root or tmp), name="bench", listener=listener)
+        result = lm.start(job, Path(runs_root or tmp), name="bench", listener=listener)
     reached = next((p for p in curve if p["val_loss"] <= target), None)
     strict = next((p for p in curve if p["val_loss"] <= 1.62), None)
     by_68 = [p["val_loss"] for p in curve if p["wall_s"] <= 68]
@@ -357,7 +359,7 @@ def startup(model_name: str = "modern-nano", source: str = "builtin:tiny-shakesp
     imported = process_seconds()
     t0 = time.perf_counter()
     c = make_train_config(model_name, steps=150, log_every=50, eval_every=150, sample_length=0)
-    job = train_mod.prepare(model_name, DataConfig(source=source), c, loaded=corpus.load(source))
+    job = lmdata.prepare(model_name, DataConfig(source=source), c, loaded=corpus.load(source))
     prepared = time.perf_counter() - t0
     marks = []
 
@@ -366,7 +368,7 @@ def startup(model_name: str = "modern-nano", source: str = "builtin:tiny-shakesp
             marks.append((time.perf_counter(), record.get("tokens_per_s")))
 
     with tempfile.TemporaryDirectory() as tmp:
-        train_mod.start(job, Path(tmp), name="startup", listener=listener)
+        lm.start(job, Path(tmp), name="startup", listener=listener)
     (t_start, _), (t_first, _), (t_second, _) = marks[:3]
     interval = t_second - t_first  # a steady interval of the same steps: no compiling in it
     first = t_first - t_start
@@ -382,11 +384,11 @@ def startup(model_name: str = "modern-nano", source: str = "builtin:tiny-shakesp
 
 
 def ablation(steps: int = 700, source: str = "builtin:tiny-shakespeare"):
-    """Yield the time to quality of every variant of :data:`lmcore.ablation.VARIANTS`, each
+    """Yield the time to quality of every variant of :data:`lmcore.experiments.ablation.VARIANTS`, each
     trained the same steps on the same schedule, validated every 50 steps."""
-    from lmcore import ablation as abl
+    from lmcore.experiments import ablation
 
-    for label, changes, optimizer in abl.VARIANTS:
+    for label, changes, optimizer in ablation.VARIANTS:
         r = time_to_quality(
             TARGET_LOSS,
             "nano",
@@ -394,7 +396,7 @@ def ablation(steps: int = 700, source: str = "builtin:tiny-shakespeare"):
             eval_every=50,
             steps=steps,
             model_overrides=dict(changes),
-            **abl.SHORT,
+            **ablation.SHORT,
             **optimizer,
         )
         keras.backend.clear_session()

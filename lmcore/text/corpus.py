@@ -7,7 +7,7 @@ A source is named by one string everywhere (command line, API, dashboard):
 - ``builtin:markov``: 400,000 symbols from a seeded random Markov chain whose exact entropy
   rate is known (:func:`markov_chain`), so a trained model can be compared with the floor.
 - ``builtin:reviews``: 6,000 short product and film reviews generated from hand-written
-  pieces (:mod:`lmcore.reviews`), unlabeled: in-domain text for the sentiment classifier.
+  pieces (:mod:`lmcore.text.reviews`), unlabeled: in-domain text for the sentiment classifier.
 - ``builtin:tiny-shakespeare``: downloaded once, verified by SHA-256, cached in the data
   directory (``LMLAB_DATA_DIR``, default ``~/.cache/lmlab``). ``LMLAB_TINY_SHAKESPEARE_URL``
   overrides the address (tests serve the file from 127.0.0.1).
@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from lmcore import LMError
+from lmcore.text import reviews
 
 DEFAULT_SOURCE = "builtin:python-docs"
 BUILTIN_SOURCES = ("builtin:python-docs", "builtin:tiny-shakespeare", "builtin:markov", "builtin:reviews")
@@ -297,7 +298,7 @@ def markov_chain(seed: int = MARKOV_SEED) -> tuple[str, np.ndarray]:
     """The seeded first-order chain behind ``builtin:markov``: (alphabet, transition matrix).
 
     Each row is drawn from a sparse Dirichlet, so some symbols follow others predictably and
-    the entropy rate (see :func:`lmcore.info.markov_entropy_rate`) sits well below log2 10.
+    the entropy rate (see :func:`lmcore.explain.info.markov_entropy_rate`) sits well below log2 10.
     """
     rng = np.random.default_rng(seed)
     n = len(MARKOV_ALPHABET)
@@ -319,8 +320,6 @@ def markov_text(length: int = MARKOV_LENGTH, seed: int = MARKOV_SEED) -> str:
 
 
 def _reviews() -> str:
-    from lmcore import reviews
-
     return reviews.unlabeled_text()
 
 

@@ -29,16 +29,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lmcore import distribute, public, runs, schedule
-from lmcore.config import TrainConfig
+from lmcore import first_line, runs
+from lmcore.nn import models, schedule
+from lmcore.nn.config import TrainConfig
+from lmcore.training import distribute
 
 Listener = Callable[[str, dict], None]  # (event, record): "start", "log", "sample", "end"
 
 
 class Task(Protocol):
     """What one kind of training supplies to the loop (the tasks live with their modules, which
-    pages import without TensorFlow: :class:`lmcore.train.LanguageModel`,
-    :class:`lmcore.classify.Classification`)."""
+    pages import without TensorFlow: :class:`lmcore.training.lm.LanguageModel`,
+    :class:`lmcore.training.classify.Classification`)."""
 
     checkpoints: tuple[str, ...]  # saved at each validation: "last", and "best" (lowest loss)
 
@@ -133,6 +135,26 @@ def compile_model(model, c: TrainConfig, family: str) -> None:
     )
 
 
+def fresh_model(c: TrainConfig, model_config, strategy, build: Callable | None = None):
+    """A new compiled model under ``strategy``'s scope, seeded by ``c.seed``: ``build()`` when
+    given (a child of a trained run), else the network ``model_config`` describes."""
+    keras.utils.set_random_seed(c.seed)
+    with strategy.scope():
+        model = build() if build else models.build_model(model_config)
+        compile_model(model, c, model_config.family)
+    return model
+
+
+def restored_model(checkpoint: Path, strategy):
+    """A run's checkpoint with its optimizer state, under ``strategy``'s scope."""
+    with strategy.scope():
+        model = models.load_model(checkpoint)
+    if strategy.num_replicas_in_sync > 1:
+        model.jit_compile = False  # as compile_model does for several replicas
+        distribute.clip_after_all_reduce(model.optimizer)
+    return model
+
+
 def steps_per_execution(c: TrainConfig, start_step: int = 0, cap: int = 50) -> int:
     """Optimizer steps per call into the compiled training loop.
 
@@ -188,11 +210,6 @@ def install_signal_handlers(stop_flag: threading.Event):
     return restore
 
 
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
-
-
 def failure_message(err: BaseException) -> str:
     """The run's failure reason; running out of memory comes with what to change."""
     line = first_line(err)
@@ -225,7 +242,7 @@ class Recorder(keras.callbacks.Callback):
         self.watcher_done = threading.Event()
 
     def wants_stop(self) -> bool:
-        if self.t.limits.time_up():
+        if self.t.limits is not None and self.t.limits.time_up():
             self.stop_reason = self.t.limits.time_up_message()
             return True
         return self.t.stop_flag.is_set() or runs.stop_requested(self.t.run_dir)
@@ -336,17 +353,19 @@ class Trainer:
         c: TrainConfig,
         start_step: int = 0,
         listener: Listener | None = None,
+        limits=None,
     ):
+        """``limits``: a shared server's caps (:class:`lmcore.jobs.public.Limits`), or None."""
         self.run_dir, self.task, self.c = run_dir, task, c
         self.start_step, self.listener = start_step, listener
         self.stop_flag = threading.Event()
-        self.limits = public.Limits.from_env()  # a shared server's time cap, if it set one
+        self.limits = limits
         self.writer = None
         self.losses_metric: StepLosses | None = None
 
     def write_record(self, record: dict, step: int, val_loss, best: float) -> None:
         """One logged interval: metrics.jsonl, TensorBoard, the status, the listener."""
-        runs.append_jsonl(self.run_dir / "metrics.jsonl", record)
+        runs.append_jsonl(self.run_dir / runs.METRICS, record)
         with self.writer.as_default():
             for key, value in record.items():
                 if key not in ("step", "time") and isinstance(value, int | float):
@@ -376,7 +395,7 @@ class Trainer:
         restore = install_signal_handlers(self.stop_flag)
         runs.write_status(self.run_dir, "running", step=self.start_step, total_steps=c.steps)
         recorder, model, extra = None, None, {}
-        self.writer = tf.summary.create_file_writer(str(self.run_dir / "tb"))
+        self.writer = tf.summary.create_file_writer(str(self.run_dir / runs.EVENTS))
         try:
             model = make_model()
             # Keras 3.15's multi-step loop fails on a distributed iterator ("must feed a value

@@ -16,8 +16,9 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from lmcore import LMError, schedule
-from lmcore.config import (  # noqa: F401  (re-exported: models.make_config etc.)
+from lmcore import LMError
+from lmcore.nn import schedule
+from lmcore.nn.config import (  # noqa: F401  (re-exported: models.make_config etc.)
     MODEL_NAMES,
     PRESETS,
     GPTConfig,

@@ -1,35 +1,22 @@
-"""Fine-tuning: continue a pre-trained run on other text, with layers frozen, dropped or added.
+"""A trained run's body for a new task: the parent run, and what is frozen, dropped or added.
 
-The tutorial's recipe for adapting a pre-trained model: train it further on the new data
-with a lower learning rate, optionally freezing the bottom blocks (they hold the most
-general features), removing the top blocks (the most specific to the old data) or adding
-new ones. A fine-tuned run is an ordinary run (the same training loop, :mod:`lmcore.trainer`;
-the same run folder; it resumes and generates like any other) whose record names its
-``parent`` and keeps the surgery in ``finetune``.
-
-The new text is encoded with the parent's tokenizer, unchanged, so the embedding rows keep
-their meaning. What that tokenizer cannot represent is counted and reported: the character
-tokenizer drops unknown characters (as generation does with a prompt), the word tokenizer
-maps unknown words to ``<unk>``, and byte-level BPE has no unknowns.
-
-``plan`` (which layers are kept, frozen, dropped or new) needs no TensorFlow, so the
-dashboard can draw it; building the models imports Keras lazily.
+Fine-tuning (:mod:`lmcore.training.finetune`) and classification
+(:mod:`lmcore.training.classify`) both start from a :class:`Parent` (a language-model run
+with a checkpoint) and a :class:`Surgery`: the bottom blocks frozen with the embeddings, the
+top blocks removed, new blocks added. :func:`plan` lists what happens to each layer with no
+TensorFlow, so a page can draw it; :func:`build_from_parent` builds the child network.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lmcore import LMError, corpus, data, runs
-from lmcore import tokenizers as tok_mod
-from lmcore import train as train_mod
-from lmcore.config import DataConfig, TrainConfig, check_train_config, layer_names, validate
+from lmcore import LMError, runs
+from lmcore.nn.config import TrainConfig, layer_names, validate
 from lmcore.runs import RunRecord
-
-LR_FACTOR = 0.1  # default fine-tuning learning rate: the parent's peak rate times this
-DEFAULT_STEPS = 500
+from lmcore.text import tokenizers
 
 
 @dataclass(frozen=True)
@@ -73,7 +60,7 @@ def load_parent(run: str, root: Path) -> Parent:
     ckpt = runs.existing_checkpoint(run_dir, "best")
     if ckpt is None:
         raise LMError(f"run {run_dir.name} has no checkpoint yet (one is saved at each validation)")
-    return Parent(run_dir, record, tok_mod.load(run_dir / "tokenizer.json"), ckpt)
+    return Parent(run_dir, record, tokenizers.load(run_dir / runs.TOKENIZER), ckpt)
 
 
 # ---------------------------------------------------------------------------- the plan
@@ -158,7 +145,7 @@ def build_from_parent(parent: Parent, s: Surgery, scratch: bool = False):
     same network untrained, with the same layers frozen (the comparison's from-scratch
     baseline).
     """
-    from lmcore import models
+    from lmcore.nn import models
 
     model = models.build_model(child_model_config(parent.model_config, s))
     kept = parent.model_config.n_layer - s.drop_top
@@ -180,9 +167,6 @@ def count_params(model) -> dict:
     return {"trainable_params": trainable, "frozen_params": frozen}
 
 
-# ---------------------------------------------------------------------------- the job
-
-
 def oov_report(tokenizer, text: str) -> dict:
     """What the parent's tokenizer cannot represent in ``text``: counts and the commonest."""
     unknown: Counter = tokenizer.unknown(text)
@@ -193,101 +177,3 @@ def oov_report(tokenizer, text: str) -> dict:
         "examples": [[k, int(v)] for k, v in unknown.most_common(10)],
         "handling": handling,
     }
-
-
-def train_config_for(base: TrainConfig, **overrides) -> TrainConfig:
-    """The parent's training settings ``base`` for a fine-tune: LR x LR_FACTOR, DEFAULT_STEPS steps.
-
-    ``overrides`` (None values ignored) are TrainConfig fields. The schedule spans the new
-    run only, with a warm-up of at most a tenth of it.
-    """
-    given = {k: v for k, v in overrides.items() if v is not None}
-    lr = given.get("lr", base.lr * LR_FACTOR)
-    steps = given.get("steps", DEFAULT_STEPS)
-    defaults = dict(
-        min_lr=min(base.min_lr * LR_FACTOR, lr),
-        warmup_steps=min(base.warmup_steps, steps // 10),
-        schedule_steps=None,
-        augment={},
-    )
-    config = replace(base, **{**defaults, **given, "lr": lr, "steps": steps})
-    check_train_config(config)
-    return config
-
-
-def prepare(
-    parent: Parent,
-    source: str,
-    s: Surgery,
-    train_config,
-    text_column: str | None = None,
-    clean: dict | None = None,
-    progress=None,
-) -> tuple[train_mod.Job, dict]:
-    """Load the new corpus, encode it with the parent's tokenizer and check everything.
-
-    Returns the training job and what the run records under ``finetune``.
-    """
-    child_cfg = child_model_config(parent.model_config, s)
-    data_config = DataConfig(
-        source=source,
-        tokenizer=parent.tokenizer.kind,
-        vocab_size=parent.record.data.vocab_size,
-        text_column=text_column,
-        clean=clean or {},
-    )
-    loaded = corpus.load(
-        source, text_column=text_column, options=corpus.CleanOptions(**(clean or {})), progress=progress
-    )
-    ids = parent.tokenizer.encode(loaded.text)
-    train_ids, val_ids = data.split(ids)
-    data.check_length(train_ids, val_ids, child_cfg.block_size)
-    job = train_mod.Job(
-        parent.record.model_name,
-        child_cfg,
-        train_config,
-        data_config,
-        parent.tokenizer,
-        loaded.text,
-        loaded.sha256,
-        train_ids,
-        val_ids,
-    )
-    record = {
-        **asdict(s),
-        "parent": parent.run_dir.name,
-        "parent_checkpoint": parent.checkpoint.stem,
-        "parent_corpus": parent.record.data.source,
-        "parent_n_layer": parent.model_config.n_layer,
-        "oov": oov_report(parent.tokenizer, loaded.text),
-        "plan": plan(parent.model_config, s),
-    }
-    return job, record
-
-
-def start(
-    parent: Parent,
-    job: train_mod.Job,
-    record: dict,
-    root: Path,
-    name: str | None = None,
-    listener=None,
-    run_id: str | None = None,
-    scratch: bool = False,
-    comparison: dict | None = None,
-) -> dict:
-    """Create the child run and train it with the ordinary training loop."""
-    s = Surgery(record["freeze"], record["drop_top"], record["add_layers"])
-    if scratch:
-        record = {**record, "scratch": True}
-    result = train_mod.start(
-        job,
-        root,
-        name or f"ft-{job.model_name}",
-        listener=listener,
-        parent=None if scratch else parent.run_dir.name,
-        run_id=run_id,
-        build=lambda: build_from_parent(parent, s, scratch=scratch),
-        lineage={"finetune": record, "comparison": comparison},
-    )
-    return {**result, "parent": None if scratch else parent.run_dir.name, "oov": record["oov"]}

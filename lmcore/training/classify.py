@@ -1,9 +1,9 @@
 """Text classification on a pre-trained run: its body, mean pooling over the tokens, a dense head.
 
-Texts (from :mod:`lmcore.labeled`) are encoded with the parent's tokenizer and cut to its
+Texts (from :mod:`lmcore.text.labeled`) are encoded with the parent's tokenizer and cut to its
 block size; padding is ignored by giving it zero weight in the pooling, so causal bodies
 (GPT, LSTM, GRU) read each text exactly as it is. Training is the one loop of
-:mod:`lmcore.trainer` with the :class:`Classification` task.
+:mod:`lmcore.training.loop` with the :class:`Classification` task.
 
 A classifier run is a run folder like any other (a record with ``task: classify`` and its
 ``parent``, ``metrics.jsonl``, ``status.json``) plus ``results.json`` (held-out accuracy,
@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lmcore import LMError, finetune, labeled, runs
-from lmcore import tokenizers as tok_mod
-from lmcore.config import TrainConfig, check_train_config
-from lmcore.labeled import Labeled
+from lmcore import LMError, device, runs
+from lmcore.nn.config import TrainConfig, check_train_config
 from lmcore.runs import DataRecord, RunRecord
+from lmcore.text import labeled, tokenizers
+from lmcore.text.labeled import Labeled
+from lmcore.training import transfer
 
 DEFAULT_STEPS = 300
 LR_FACTOR = 0.5  # fine-tuning rate: the parent's peak learning rate times this
@@ -79,9 +80,10 @@ def scores(y_true, y_pred, n_labels: int) -> dict:
 # ---------------------------------------------------------------------------- the model
 
 
-def plan(model_config, s: finetune.Surgery, n_labels: int | None = None) -> list[dict]:
-    """Like :func:`finetune.plan`, with the language-model head replaced by pooling and a classifier."""
-    rows = finetune.plan(model_config, s)
+def plan(model_config, s: transfer.Surgery, n_labels: int | None = None) -> list[dict]:
+    """Like :func:`lmcore.training.transfer.plan`, with the language-model head replaced by pooling
+    and a classifier."""
+    rows = transfer.plan(model_config, s)
     kept = model_config.n_layer - s.drop_top
     body_frozen = s.freeze == kept and s.add_layers == 0
     for row in rows:
@@ -97,7 +99,7 @@ def plan(model_config, s: finetune.Surgery, n_labels: int | None = None) -> list
     return rows
 
 
-def build_classifier(parent: finetune.Parent, s: finetune.Surgery, n_labels: int, scratch: bool = False):
+def build_classifier(parent: transfer.Parent, s: transfer.Surgery, n_labels: int, scratch: bool = False):
     """The pre-trained body (after the surgery and freezing), mean pooling and a dense head.
 
     Inputs: ``ids`` (B, T) int32 and pooling ``weights`` (B, T); output: logits (B, n_labels).
@@ -105,9 +107,9 @@ def build_classifier(parent: finetune.Parent, s: finetune.Surgery, n_labels: int
     import keras
     from keras import layers
 
-    from lmcore import models
+    from lmcore.nn import models
 
-    lm = finetune.build_from_parent(parent, s, scratch=scratch)
+    lm = transfer.build_from_parent(parent, s, scratch=scratch)
     kept = parent.model_config.n_layer - s.drop_top
     if s.freeze == kept and s.add_layers == 0 and parent.model_config.family == "gpt":
         for layer in models.parts(lm).top:  # the whole body frozen (its final norm too): only the head learns
@@ -173,7 +175,7 @@ def _predict_probs(model, ids, weights, batch_size: int = 256) -> np.ndarray:
 
 class Classification:
     """Labeled texts through the body, mean pooling and a dense head: what
-    :class:`lmcore.trainer.Trainer` needs to train a classifier. Nothing is saved during
+    :class:`lmcore.training.loop.Trainer` needs to train a classifier. Nothing is saved during
     training; at the end, the classifier (``checkpoints/classifier.keras``) and its scores on
     the held-out test split (``results.json``)."""
 
@@ -204,21 +206,21 @@ class Classification:
         pass
 
     def finish(self, model, run_dir: Path) -> dict:
-        runs.atomic_write(run_dir / "checkpoints" / MODEL_FILE, lambda p: model.save(p))
+        runs.atomic_write(run_dir / runs.CHECKPOINTS / MODEL_FILE, lambda p: model.save(p))
         x, w, y, _ = self.encoded["test"]
         probs = _predict_probs(model, x, w)
         results = {
             **scores(y, probs.argmax(-1), self.K),
             "labels": self.data.labels,
             "test_examples": len(y),
-            **finetune.count_params(model),
+            **transfer.count_params(model),
         }
-        runs.write_json(run_dir / "results.json", results)
+        runs.write_json(run_dir / runs.RESULTS, results)
         shown = ("accuracy", "macro_f1", "confusion", "test_examples", "trainable_params", "frozen_params")
         return {k: results[k] for k in shown}
 
 
-def _encode_splits(parent: finetune.Parent, data: Labeled) -> dict:
+def _encode_splits(parent: transfer.Parent, data: Labeled) -> dict:
     """(ids, weights, label indices, stats) for training, validation (a tenth held out of the
     training examples) and test, encoded with the parent's tokenizer."""
     index = {label: i for i, label in enumerate(data.labels)}
@@ -239,14 +241,14 @@ def _record(parent, data: Labeled, s, config: TrainConfig, encoded: dict, info: 
         "parent_corpus": parent.record.data.source,
         "parent_n_layer": parent.model_config.n_layer,
         "scratch": scratch,
-        "oov": finetune.oov_report(parent.tokenizer, "\n".join(t for t, _ in data.train + data.test)),
+        "oov": transfer.oov_report(parent.tokenizer, "\n".join(t for t, _ in data.train + data.test)),
         "plan": plan(parent.model_config, s, len(data.labels)),
     }
     examples = {f"{k}_examples": len(encoded[k][2]) for k in ("train", "val", "test")}
     truncated = sum(e[3]["truncated"] for e in encoded.values())
     return RunRecord(
         "classifier",
-        finetune.child_model_config(parent.model_config, s),
+        transfer.child_model_config(parent.model_config, s),
         config,
         DataRecord(source=data.source, tokenizer=parent.tokenizer.kind, truncated=truncated, **examples),
         info,
@@ -260,9 +262,9 @@ def _record(parent, data: Labeled, s, config: TrainConfig, encoded: dict, info: 
 
 
 def train(
-    parent: finetune.Parent,
+    parent: transfer.Parent,
     data: Labeled,
-    s: finetune.Surgery,
+    s: transfer.Surgery,
     config: TrainConfig,
     root: Path,
     name: str | None = None,
@@ -270,32 +272,33 @@ def train(
     listener=None,
     scratch: bool = False,
     comparison: dict | None = None,
+    limits=None,
 ) -> dict:
     """Create a classifier run, train it with the one training loop, and score it on the
-    held-out split."""
+    held-out split (within a shared server's ``limits``, if any)."""
     import keras
 
-    from lmcore import device, trainer
+    from lmcore.training import loop
 
-    finetune.check_surgery(parent.model_config, s)
+    transfer.check_surgery(parent.model_config, s)
     encoded = _encode_splits(parent, data)
     info = device.describe()
     device.setup(info)
     run_dir = runs.create(root, run_id or runs.new_run_id("classifier", name or "classify"))
     with runs.training_lock(run_dir):
         runs.write_record(run_dir, _record(parent, data, s, config, encoded, info, scratch, comparison))
-        tok_mod.save(parent.tokenizer, run_dir / "tokenizer.json")  # the parent's, unchanged
+        tokenizers.save(parent.tokenizer, run_dir / runs.TOKENIZER)  # the parent's, unchanged
         if listener:
             listener("start", {"run_id": run_dir.name, "run_dir": str(run_dir), **info})
 
         def make_model():
             keras.utils.set_random_seed(config.seed)
             model = build_classifier(parent, s, len(data.labels), scratch=scratch)
-            trainer.compile_model(model, config, "classifier")
+            loop.compile_model(model, config, "classifier")
             return model
 
         task = Classification(data, encoded, config)
-        result = trainer.Trainer(run_dir, task, config, 0, listener).run(make_model, task.dataset)
+        result = loop.Trainer(run_dir, task, config, 0, listener, limits).run(make_model, task.dataset)
     return {**result, "labels": data.labels, "parent": None if scratch else parent.run_dir.name}
 
 
@@ -306,17 +309,17 @@ class Predictor:
     """A trained classifier run, loaded once, labeling texts."""
 
     def __init__(self, run_dir: Path):
-        from lmcore import models
+        from lmcore.nn import models
 
         self.record = runs.read_record(run_dir)
         if self.record is None or self.record.task != "classify":
             raise LMError(f"run {run_dir.name} is not a classifier (train one with `classify train`)")
-        path = run_dir / "checkpoints" / MODEL_FILE
+        path = run_dir / runs.CHECKPOINTS / MODEL_FILE
         if not path.is_file():
             raise LMError(f"run {run_dir.name} has no trained classifier yet")
         self.labels = self.record.labels
         self.block_size = self.record.model.block_size
-        self.tokenizer = tok_mod.load(run_dir / "tokenizer.json")
+        self.tokenizer = tokenizers.load(run_dir / runs.TOKENIZER)
         self.model = models.load_model(path, compile=False)
 
     def predict(self, texts: list[str]) -> list[dict]:
@@ -350,4 +353,4 @@ def load_classifier(run_dir: Path) -> Predictor:
 
 def results(run_dir: Path) -> dict | None:
     """A classifier run's held-out scores (``results.json``), or None before it has finished."""
-    return runs.read_json(run_dir / "results.json", None)
+    return runs.read_json(run_dir / runs.RESULTS, None)

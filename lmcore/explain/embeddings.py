@@ -1,6 +1,6 @@
 """Embedding geometry for the Math page: projection to 2-D, cosine neighbours, vector arithmetic.
 
-NumPy only; the matrix comes from a trained run through :func:`lmcore.models.embedding_matrix`.
+NumPy only; the matrix comes from a trained run through :func:`lmcore.nn.models.embedding_matrix`.
 """
 
 from __future__ import annotations

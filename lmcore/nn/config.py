@@ -2,7 +2,7 @@
 the per-model recipes, one for the data. TensorFlow-free, so pages can list and check them.
 
 A run saves these in its record (:class:`lmcore.runs.RunRecord`), and
-:func:`lmcore.models.build_model` rebuilds the model from the model config alone.
+:func:`lmcore.nn.models.build_model` rebuilds the model from the model config alone.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def validate(config) -> None:
 
 def layer_names(model_config) -> tuple[list[str], list[str], list[str]]:
     """(embedding layers, blocks bottom to top, top layers) of the model a config builds: the
-    names :mod:`lmcore.models` gives them, for plans and tables that must not load Keras."""
+    names :mod:`lmcore.nn.models` gives them, for plans and tables that must not load Keras."""
     c = model_config
     if c.family == "gpt":
         embeddings = ["wte"] + ([] if c.rotary else ["wpe"])

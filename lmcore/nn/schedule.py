@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmcore.config import TrainConfig
+from lmcore.nn.config import TrainConfig
 
 
 def lr_at(c: TrainConfig, step, xp=np):
@@ -53,7 +53,7 @@ def keras_class():
 
         @keras.saving.register_keras_serializable(package="lmcore")
         class Schedule(keras.optimizers.schedules.LearningRateSchedule):
-            """The run's learning-rate schedule (:func:`lmcore.schedule.lr_at`)."""
+            """The run's learning-rate schedule (:func:`lmcore.nn.schedule.lr_at`)."""
 
             def __init__(self, config: dict):
                 self.config = dict(config)

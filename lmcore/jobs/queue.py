@@ -1,9 +1,9 @@
 """Background training jobs: a job spec run by ``python -m lmcore`` in a child process.
 
 The dashboard never trains in its own process: it hands this module a job spec
-(:mod:`lmcore.specs`: the same typed record the command line builds from its options),
+(:mod:`lmcore.jobs.specs`: the same typed record the command line builds from its options),
 which runs as ``python -m lmcore run SPEC`` under a small supervisor (``python -m
-lmcore.supervisor``) in a new session, so reruns, closed tabs and server restarts leave it
+lmcore.jobs.supervisor``) in a new session, so reruns, closed tabs and server restarts leave it
 running, and then follows the run through its folder. Until the run folder exists (the
 corpus is still loading, or the input was refused) the job is described by its log file in
 ``<runs dir>/.jobs/<run id>.log``.
@@ -25,10 +25,10 @@ finds neither takes the lock once before it calls the job failed (:func:`state`)
 A queued job starts when a slot frees: the supervisor of a finishing job starts the next
 one, and anyone reading a job's state (:func:`state`, which the dashboard polls) does the
 same, so a job that was killed without finishing does not hold the queue up either. Its
-supervisor (:mod:`lmcore.supervisor`) also says why a job ended when the trainer could not.
+supervisor (:mod:`lmcore.jobs.supervisor`) also says why a job ended when the trainer could not.
 
-In public mode (:mod:`lmcore.public`) every call that changes a job takes the
-:class:`~lmcore.public.Actor` asking and the :class:`~lmcore.public.Policy`, and refuses what
+In public mode (:mod:`lmcore.jobs.public`) every call that changes a job takes the
+:class:`~lmcore.jobs.public.Actor` asking and the :class:`~lmcore.jobs.public.Policy`, and refuses what
 the policy does not allow that actor.
 """
 
@@ -44,7 +44,8 @@ import threading
 import time
 from pathlib import Path
 
-from lmcore import LMError, public, runs, specs
+from lmcore import LMError, runs
+from lmcore.jobs import public, specs
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 PRIVATE = public.Policy()  # a laptop: every visitor may do everything, nothing is capped
@@ -64,7 +65,7 @@ def max_jobs() -> int:
 
 
 def _jobs_dir(root: Path) -> Path:
-    return Path(root) / ".jobs"
+    return runs.jobs_dir(root)
 
 
 def job_file(root: Path, run_id: str, suffix: str) -> Path:
@@ -89,11 +90,11 @@ def _queue_lock(root: Path):
 
 
 def _spawn(root: Path, run_id: str, mode: str, env: dict[str, str]) -> None:
-    """Start ``python -m lmcore.supervisor ROOT ID`` (the job's spec under its supervisor); call it
+    """Start ``python -m lmcore.jobs.supervisor ROOT ID`` (the job's spec under its supervisor); call it
     holding the queue lock, so that no reader sees the job neither queued nor started."""
     root = root.resolve()  # the child runs elsewhere; a relative runs dir would point elsewhere too
     _jobs_dir(root).mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "lmcore.supervisor", str(root), run_id]
+    cmd = [sys.executable, "-m", "lmcore.jobs.supervisor", str(root), run_id]
     path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
     with open(log_path(root, run_id), mode) as log:
         proc = subprocess.Popen(
@@ -156,23 +157,15 @@ def _admit(root: Path, spec: specs.Spec, actor, policy: public.Policy) -> dict[s
     return {**env, **limits.env()}
 
 
-def _spec(job: list[str] | specs.Spec) -> specs.Spec:
-    if isinstance(job, list):  # a training command line, as typed after ``python -m lmcore``
-        from lmcore import cli
-
-        return cli.spec_from_argv([str(a) for a in job])
-    return job
-
-
 def submit(
     root: Path,
     run_id: str,
-    job: list[str] | specs.Spec,
+    spec: specs.Spec,
     mode: str = "wb",
     actor: public.Actor | None = None,
     policy: public.Policy | None = None,
 ) -> str:
-    """Run ``job`` (a job spec, or a training command line) as job ``run_id``: now if a slot
+    """Run ``spec`` (a job spec) as job ``run_id``: now if a slot
     is free and nobody waits, else at the end of the queue. Returns ``run_id``.
 
     ``mode`` is how the job's log is opened: ``"wb"`` for a new job, ``"ab"`` to add to it.
@@ -180,7 +173,7 @@ def submit(
     """
     runs.check_run_id(run_id)
     root, policy = Path(root), policy or PRIVATE
-    spec = specs.with_id(_spec(job), run_id)
+    spec = specs.with_id(spec, run_id)
     if policy.public:
         make_room(root, policy)
     with _queue_lock(root):
@@ -200,16 +193,14 @@ def submit(
 
 def launch(
     root: Path,
-    job: list[str] | specs.Spec,
+    spec: specs.Spec,
     name: str | None = None,
     model: str | None = None,
-    command: str = "train",
     actor: public.Actor | None = None,
     policy: public.Policy | None = None,
 ) -> str:
-    """Start (or queue) a new run: a job spec, or the options of ``python -m lmcore COMMAND``;
-    returns its id (``<time>-<name, model or the spec's label>-<hex>``)."""
-    spec = _spec([command, *job] if isinstance(job, list) else job)
+    """Start (or queue) a new run of a job spec; returns its id
+    (``<time>-<name, model or the spec's label>-<hex>``)."""
     run_id = runs.new_run_id(model or spec.label(), name)
     return submit(root, run_id, spec, "wb", actor, policy)
 
@@ -299,7 +290,7 @@ def state(root: Path, run_id: str) -> dict:
     root = Path(root)
     dispatch(root)
     found = _state(root, run_id)
-    if found["status"] == "failed" and not (root / run_id / "status.json").is_file():
+    if found["status"] == "failed" and not (root / run_id / runs.STATUS).is_file():
         # Neither queued nor started: it may be between the two, which happens under the lock.
         with _queue_lock(root):
             found = _state(root, run_id)
@@ -310,7 +301,7 @@ def _state(root: Path, run_id: str) -> dict:
     run_dir = root / runs.check_run_id(run_id)
     waiting = queued(root)
     if run_id in waiting:
-        base = runs.read_status(run_dir) if (run_dir / "status.json").is_file() else {"step": 0}
+        base = runs.read_status(run_dir) if (run_dir / runs.STATUS).is_file() else {"step": 0}
         return {
             **base,
             "status": "queued",
@@ -319,16 +310,16 @@ def _state(root: Path, run_id: str) -> dict:
             "slots": max_jobs(),
         }
     alive = _job_alive(root, run_id)
-    if (run_dir / "status.json").is_file():
+    if (run_dir / runs.STATUS).is_file():
         status = runs.read_status(run_dir)
         pid_file = job_file(root, run_id, "pid")
         started_after = (
-            pid_file.is_file() and pid_file.stat().st_mtime > (run_dir / "status.json").stat().st_mtime
+            pid_file.is_file() and pid_file.stat().st_mtime > (run_dir / runs.STATUS).stat().st_mtime
         )
         if status.get("status") != "running" and alive and started_after:  # a resume still loading
             return {**status, "status": "starting"}
         log = log_path(root, run_id)
-        if not alive and log.is_file() and log.stat().st_mtime > (run_dir / "status.json").stat().st_mtime:
+        if not alive and log.is_file() and log.stat().st_mtime > (run_dir / runs.STATUS).stat().st_mtime:
             error = _last_error(root, run_id)
             if error:
                 status["job_error"] = error

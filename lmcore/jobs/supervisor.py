@@ -1,6 +1,6 @@
-"""The supervisor of one training job: ``python -m lmcore.supervisor ROOT RUN_ID``.
+"""The supervisor of one training job: ``python -m lmcore.jobs.supervisor ROOT RUN_ID``.
 
-The job layer (:mod:`lmcore.jobs`) starts this small process in a session of its own; it
+The job layer (:mod:`lmcore.jobs.queue`) starts this small process in a session of its own; it
 runs the job's spec as its child (``python -m lmcore run SPEC``, the command line's code),
 forwards a stop asked while the child is still loading, and waits. A trainer records its
 own end (completed, stopped, failed with the reason); where it could not, the supervisor
@@ -22,7 +22,8 @@ import threading
 import time
 from pathlib import Path
 
-from lmcore import device, jobs, public, runs
+from lmcore import device, runs
+from lmcore.jobs import public, queue
 
 
 def _rss_mb(pid: int) -> float:
@@ -76,10 +77,10 @@ def _why_it_ended(returncode: int, verdict: dict, oom_before: int | None) -> str
 def _record_end(root: Path, run_id: str, reason: str) -> None:
     """Write ``reason`` where the job's readers look: the run's status, else the job's log."""
     run_dir = root / run_id
-    if (run_dir / "status.json").is_file() and runs.read_status(run_dir).get("status") == "interrupted":
+    if (run_dir / runs.STATUS).is_file() and runs.read_status(run_dir).get("status") == "interrupted":
         runs.write_status(run_dir, "failed", message=reason)
-    elif not (run_dir / "status.json").is_file():
-        with open(jobs.log_path(root, run_id), "a", encoding="utf-8") as log:
+    elif not (run_dir / runs.STATUS).is_file():
+        with open(queue.log_path(root, run_id), "a", encoding="utf-8") as log:
             log.write(f"error: {reason}\n")
 
 
@@ -99,7 +100,7 @@ def supervise(root: Path, run_id: str) -> int:
         signal.signal(sig, forward)
     oom_before = device.oom_kills()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = ["run", str(jobs.job_file(root, run_id, "spec.json")), "--runs-dir", str(root)]
+    argv = ["run", str(queue.job_file(root, run_id, "spec.json")), "--runs-dir", str(root)]
     proc = subprocess.Popen([sys.executable, "-m", "lmcore", *argv], stdin=subprocess.DEVNULL, env=env)
     child.append(proc)
     if verdict.get("stopped"):
@@ -112,9 +113,9 @@ def supervise(root: Path, run_id: str) -> int:
     if reason:
         _record_end(root, run_id, reason)
     with contextlib.suppress(OSError, ValueError):  # no longer training: readers see the run's own status
-        if int(jobs.job_file(root, run_id, "pid").read_text()) == os.getpid():
-            jobs.job_file(root, run_id, "pid").unlink()
-    for step in (jobs.dispatch, lambda r: jobs.make_room(r, public.Policy.from_settings())):
+        if int(queue.job_file(root, run_id, "pid").read_text()) == os.getpid():
+            queue.job_file(root, run_id, "pid").unlink()
+    for step in (queue.dispatch, lambda r: queue.make_room(r, public.Policy.from_settings())):
         try:
             step(root)
         except Exception as err:  # the next reader of the queue does it instead
@@ -123,7 +124,7 @@ def supervise(root: Path, run_id: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m lmcore.supervisor ROOT RUN_ID``: supervise the job's spec."""
+    """``python -m lmcore.jobs.supervisor ROOT RUN_ID``: supervise the job's spec."""
     return supervise(Path(argv[0]), runs.check_run_id(argv[1]))
 
 

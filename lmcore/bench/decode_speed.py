@@ -33,11 +33,12 @@ def _timed(step, first, tokens: int) -> float:
 
 
 def generate_config(label: str, preset: str, block_size: int, batch: int, tokens: int, seed: int = 0) -> dict:
-    from lmcore import generate, models
+    from lmcore.generation import decoding
+    from lmcore.nn import models
 
     config = models.make_config(preset, vocab_size=VOCAB, block_size=block_size)
     model = models.build_model(config)
-    fn = generate.LogitsFn(model, config)
+    fn = decoding.LogitsFn(model, config)
     decoder = fn.decoder(batch)
     rng = np.random.default_rng(seed)
     prompt = [list(rng.integers(0, VOCAB, 8)) for _ in range(batch)]
@@ -52,7 +53,7 @@ def generate_config(label: str, preset: str, block_size: int, batch: int, tokens
 
         return step, lambda: fn.batch(rows)
 
-    greedy = generate.SamplingOptions(temperature=0)
+    greedy = decoding.SamplingOptions(temperature=0)
 
     def cached(n: int) -> float:  # generation as it runs: chunks of tokens from the compiled loop
         start = time.perf_counter()

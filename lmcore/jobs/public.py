@@ -146,20 +146,16 @@ class Limits:
 # ---------------------------------------------------------------------------- pins and the disk budget
 
 
-def _pins_path(root: Path) -> Path:
-    return Path(root) / ".pins.json"
-
-
 def pinned(root: Path) -> set[str]:
     """Run ids the admin pinned: never removed to keep the disk budget."""
-    return set((runs.read_json(_pins_path(root), {}) or {}).get("pinned", []))
+    return set((runs.read_json(runs.pins_path(root), {}) or {}).get("pinned", []))
 
 
 def pin(root: Path, run_id: str, on: bool = True) -> None:
     ids = pinned(root)
     ids = ids | {runs.check_run_id(run_id)} if on else ids - {run_id}
     Path(root).mkdir(parents=True, exist_ok=True)
-    runs.write_json(_pins_path(root), {"pinned": sorted(ids)})
+    runs.write_json(runs.pins_path(root), {"pinned": sorted(ids)})
 
 
 def _size(path: Path) -> int:
@@ -180,12 +176,11 @@ def disk_usage(root: Path) -> int:
     return _size(Path(root)) if Path(root).is_dir() else 0
 
 
-EVICTIONS = ".evictions.jsonl"
 
 
 def evictions(root: Path) -> list[dict]:
     """The removals made to keep the disk budget, oldest first."""
-    return runs.read_jsonl(Path(root) / EVICTIONS)
+    return runs.read_jsonl(runs.evictions_path(root))
 
 
 def keep_budget(root: Path, budget_bytes: int, busy: set[str], in_use: set[Path] = frozenset()) -> list[dict]:
@@ -204,7 +199,7 @@ def keep_budget(root: Path, budget_bytes: int, busy: set[str], in_use: set[Path]
     for r in runs.list_runs(root):
         if r["run_id"] not in keep and r["status"] != "running":
             candidates.append((r.get("updated") or 0, "run", root / r["run_id"]))
-    uploads = root / ".uploads"
+    uploads = runs.uploads_dir(root)
     if uploads.is_dir():
         for folder in uploads.iterdir():
             if not any(Path(p).resolve().is_relative_to(folder.resolve()) for p in in_use):
@@ -229,6 +224,6 @@ def keep_budget(root: Path, budget_bytes: int, busy: set[str], in_use: set[Path]
             "bytes": size,
             "budget_bytes": budget_bytes,
         }
-        runs.append_jsonl(root / EVICTIONS, record)
+        runs.append_jsonl(runs.evictions_path(root), record)
         removed.append(record)
     return removed

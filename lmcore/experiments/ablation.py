@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
-from lmcore import runs, specs
-from lmcore.config import MODERN, TRIED, DataConfig, GPTConfig, make_train_config
+from lmcore import runs
+from lmcore.jobs import specs
+from lmcore.nn.config import MODERN, TRIED, DataConfig, GPTConfig, make_train_config
 
 TARGETS = (1.8857, 1.62)  # nanoGPT's CPU recipe after its 2,000 iterations; and a stricter one
 SHORT = dict(schedule="cosine", warmup_steps=50, min_lr=4e-4)  # one schedule for every variant
@@ -73,7 +74,7 @@ def table(run_dirs) -> list[dict]:
         record = runs.read_record(run_dir)
         if record is None or record.model is None or record.model.family != "gpt" or record.task != "lm":
             continue
-        metrics = runs.read_jsonl(run_dir / "metrics.jsonl")
+        metrics = runs.read_jsonl(run_dir / runs.METRICS)
         tokens = record.train.batch_size * record.model.block_size
         row = {
             "run": run_dir.name,

@@ -1,6 +1,6 @@
 """Labeled data for classification: texts with labels, split into training and held-out test examples.
 
-From ``builtin:reviews`` (the generated sentiment set of :mod:`lmcore.reviews`, with its own
+From ``builtin:reviews`` (the generated sentiment set of :mod:`lmcore.text.reviews`, with its own
 held-out test split), ``keras:imdb`` (the film reviews Keras downloads, decoded back to text;
 needs the internet once) or a CSV file with a text and a label column and any number of
 labels (a seeded, stratified fifth held out for testing). Missing columns, empty cells, a
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lmcore import LMError, corpus
+from lmcore import LMError, device, first_line
+from lmcore.text import corpus, reviews
 
 TEST_FRACTION = 0.2  # of a CSV, held out for the final scores
 SPLIT_SEED = 2026  # the CSV split is the same for every training seed
@@ -106,12 +107,8 @@ def decode_imdb(sequences, word_index: dict, index_from: int = 3) -> list[str]:
 
 
 def _imdb() -> tuple[list, list]:
-    from lmcore import device
-
     device.import_tensorflow()
     import keras
-
-    from lmcore.trainer import first_line
 
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.imdb.load_data()
@@ -133,8 +130,6 @@ def _imdb() -> tuple[list, list]:
 def load_labeled(source: str, text_column: str = "text", label_column: str = "label") -> Labeled:
     """Labeled data from ``builtin:reviews``, ``keras:imdb`` or a CSV file."""
     if source == "builtin:reviews":
-        from lmcore import reviews
-
         train, test = reviews.labeled()
         return Labeled(source, train, test, sorted(reviews.LABELS))
     if source == "keras:imdb":

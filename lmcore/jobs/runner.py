@@ -1,12 +1,10 @@
-"""Job specs: what a training command runs, as typed records the command line, the job layer
-and the pages share.
+"""Running a job spec: the command line's code for every training command.
 
-The command line parses its options into one of these (:func:`lmcore.cli.spec_from_argv`); a
-page builds one from its widgets; the job layer keeps it as JSON beside the job, and the
-job's child rebuilds it and runs it with the command line's own code
-(``python -m lmcore run SPEC.json``). So a page never writes a command line, and a job runs
-exactly what the command would. :func:`execute` is that code. Importing this module loads no
-TensorFlow; running a spec does.
+``python -m lmcore train ...`` (and ``finetune``, ``classify train``, ``compare``) parse their
+options into a :mod:`lmcore.jobs.specs` record and :func:`execute` runs it; a background job
+runs the record it saved through the same function (``python -m lmcore run SPEC.json``). The
+caps of a shared server arrive here once, from the environment the job layer gave the
+process (:meth:`lmcore.jobs.public.Limits.from_env`), and are handed to the trainers.
 """
 
 from __future__ import annotations
@@ -15,171 +13,13 @@ import contextlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 
-from lmcore import LMError, public, runs
-from lmcore.config import DataConfig, TrainConfig, train_config_from_dict
-
-
-@dataclass
-class TrainSpec:
-    """``python -m lmcore train``: a new language-model run."""
-
-    model: str  # a preset name
-    data: DataConfig
-    train: TrainConfig  # the preset's recipe with the user's changes
-    block_size: int | None = None  # None = the preset's
-    model_overrides: dict = field(default_factory=dict)  # dropout, n_layer, n_head, n_embd
-    epochs: float | None = None  # when given, the steps come from the training tokens
-    name: str | None = None  # a label for the run id
-    run_id: str | None = None  # the exact id (the job layer chooses it in advance)
-    strategy: str = "auto"
-
-    kind = "train"
-
-    def label(self) -> str:
-        return self.name or self.model
-
-    @property
-    def steps(self) -> int | None:
-        return None if self.epochs is not None else self.train.steps
-
-
-@dataclass
-class ResumeSpec:
-    """``python -m lmcore train --resume RUN [--steps N]``."""
-
-    run: str  # a run id or folder
-    steps: int | None = None  # a new total, to extend a finished run
-    strategy: str = "auto"
-
-    kind = "resume"
-
-    @property
-    def run_id(self) -> str:
-        return self.run
-
-
-@dataclass
-class FinetuneSpec:
-    """``python -m lmcore finetune``: a child language model of a trained run on new text."""
-
-    parent: str
-    corpus: str
-    text_column: str | None = None
-    freeze: int | str = 0  # bottom blocks frozen with the embeddings, or "all"
-    drop_top: int = 0
-    add_layers: int = 0
-    overrides: dict = field(default_factory=dict)  # TrainConfig fields (lr, steps, seed, ...)
-    scratch: bool = False  # the same network and tokenizer, untrained (a baseline)
-    name: str | None = None
-    run_id: str | None = None
-
-    kind = "finetune"
-
-    def label(self) -> str:
-        return self.name or "ft"
-
-    @property
-    def steps(self) -> int | None:
-        return self.overrides.get("steps")
-
-
-@dataclass
-class ClassifySpec:
-    """``python -m lmcore classify train``: a classifier on a trained run's body."""
-
-    parent: str
-    data: str  # builtin:reviews, keras:imdb or a CSV file
-    text_column: str = "text"
-    label_column: str = "label"
-    freeze: int | str = 0
-    drop_top: int = 0
-    add_layers: int = 0
-    overrides: dict = field(default_factory=dict)  # TrainConfig fields (lr, steps, seed, ...)
-    scratch: bool = False
-    name: str | None = None
-    run_id: str | None = None
-
-    kind = "classify"
-
-    def label(self) -> str:
-        return self.name or "classify"
-
-    @property
-    def steps(self) -> int | None:
-        return self.overrides.get("steps")
-
-
-@dataclass
-class CompareSpec:
-    """``python -m lmcore classify compare`` (``task="classify"``) or ``compare`` (``"lm"``)."""
-
-    task: str  # "classify" or "lm"
-    parent: str
-    target: str  # labeled data (classify) or the new text (lm)
-    text_column: str = "text"
-    label_column: str = "label"
-    steps: int | None = None  # per run (None = the task's default)
-    seeds: int = 3
-    eval_every: int | None = None
-    compare_id: str | None = None
-
-    kind = "compare"
-
-    def label(self) -> str:
-        return "compare"
-
-    @property
-    def run_id(self) -> str | None:
-        return self.compare_id
-
-
-Spec = TrainSpec | ResumeSpec | FinetuneSpec | ClassifySpec | CompareSpec
-KINDS = {cls.kind: cls for cls in (TrainSpec, ResumeSpec, FinetuneSpec, ClassifySpec, CompareSpec)}
-
-
-def with_id(spec: Spec, job_id: str) -> Spec:
-    """``spec`` naming ``job_id`` as the run (or comparison) it makes."""
-    if isinstance(spec, ResumeSpec):
-        return replace(spec, run=job_id)
-    if isinstance(spec, CompareSpec):
-        return replace(spec, compare_id=job_id)
-    return replace(spec, run_id=job_id)
-
-
-def to_json(spec: Spec) -> dict:
-    return {"kind": spec.kind, **asdict(spec)}
-
-
-def from_json(data: dict) -> Spec:
-    """The spec a job saved (unknown fields are refused: a spec comes from this version)."""
-    data = dict(data)
-    cls = KINDS.get(data.pop("kind", None))
-    if cls is None:
-        raise LMError(f"not a job spec: {sorted(data)}")
-    known = {f.name for f in fields(cls)}
-    if set(data) - known:
-        raise LMError(f"unknown {cls.kind} job settings: {', '.join(sorted(set(data) - known))}")
-    if cls is TrainSpec:
-        data["data"] = DataConfig(**data["data"])
-        data["train"] = train_config_from_dict(data["train"])
-    return cls(**data)
-
-
-def save(spec: Spec, path: Path) -> None:
-    runs.write_json(path, to_json(spec))
-
-
-def load(path: Path) -> Spec:
-    try:
-        return from_json(json.loads(Path(path).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        raise LMError(f"cannot read the job spec {path}: {err}") from None
-
-
-# ------------------------------------------------------------------ running a spec: the command line's code
+from lmcore import LMError, device, runs
+from lmcore.experiments import compare
+from lmcore.jobs import public
+from lmcore.jobs.specs import ClassifySpec, CompareSpec, FinetuneSpec, ResumeSpec, Spec, TrainSpec
+from lmcore.text import labeled
+from lmcore.training import classify, finetune, lm, lmdata, transfer
 
 
 class Progress:
@@ -246,10 +86,8 @@ def _new_id(root, run_id: str | None) -> None:
 
 
 def _run_train(spec: TrainSpec, root, limits, as_json: bool) -> int:
-    from lmcore import device, train
-
     _new_id(root, spec.run_id)
-    job = train.prepare(
+    job = lmdata.prepare(
         spec.model,
         spec.data,
         spec.train,
@@ -261,28 +99,25 @@ def _run_train(spec: TrainSpec, root, limits, as_json: bool) -> int:
     _notes(job.notes)
     limits.check_steps(job.train.steps)  # a shared server's cap, once epochs are steps
     device.import_tensorflow()
-    result = train.start(
-        job, root, spec.name, Progress(job.train.steps), run_id=spec.run_id, strategy=spec.strategy
+    progress = Progress(job.train.steps)
+    result = lm.start(
+        job, root, spec.name, progress, run_id=spec.run_id, strategy=spec.strategy, limits=limits
     )
     return _report(result, as_json)
 
 
 def _run_resume(spec: ResumeSpec, root, limits, as_json: bool) -> int:
-    from lmcore import device, train
-
     run_dir = runs.resolve(spec.run, root)
     total = spec.steps or runs.read_record(run_dir).train.steps
     limits.check_steps(total)
     device.import_tensorflow()
-    return _report(train.resume(run_dir, spec.steps, Progress(total), spec.strategy), as_json)
+    return _report(lm.resume(run_dir, spec.steps, Progress(total), spec.strategy, limits), as_json)
 
 
 def _run_finetune(spec: FinetuneSpec, root, limits, as_json: bool) -> int:
-    from lmcore import device, finetune
-
     _new_id(root, spec.run_id)
-    parent = finetune.load_parent(spec.parent, root)
-    s = finetune.surgery(parent.model_config, spec.freeze, spec.drop_top, spec.add_layers)
+    parent = transfer.load_parent(spec.parent, root)
+    s = transfer.surgery(parent.model_config, spec.freeze, spec.drop_top, spec.add_layers)
     train_config = finetune.train_config_for(parent.train_config(), **spec.overrides)
     limits.check_steps(train_config.steps)
     job, record = finetune.prepare(parent, spec.corpus, s, train_config, spec.text_column)
@@ -296,18 +131,17 @@ def _run_finetune(spec: FinetuneSpec, root, limits, as_json: bool) -> int:
             ]
         )
     device.import_tensorflow()
-    result = finetune.start(
-        parent, job, record, root, spec.name, Progress(job.train.steps), spec.run_id, spec.scratch
+    progress = Progress(job.train.steps)
+    result = lm.start_child(
+        parent, job, record, root, spec.name, progress, spec.run_id, spec.scratch, limits=limits
     )
     return _report(result, as_json)
 
 
 def _run_classify(spec: ClassifySpec, root, limits, as_json: bool) -> int:
-    from lmcore import classify, device, finetune, labeled
-
     _new_id(root, spec.run_id)
-    parent = finetune.load_parent(spec.parent, root)
-    s = finetune.surgery(parent.model_config, spec.freeze, spec.drop_top, spec.add_layers)
+    parent = transfer.load_parent(spec.parent, root)
+    s = transfer.surgery(parent.model_config, spec.freeze, spec.drop_top, spec.add_layers)
     kept = parent.model_config.n_layer - s.drop_top
     config = classify.train_config_for(
         parent.train_config(), spec.scratch, s.freeze == kept and s.add_layers == 0, **spec.overrides
@@ -315,8 +149,9 @@ def _run_classify(spec: ClassifySpec, root, limits, as_json: bool) -> int:
     limits.check_steps(config.steps)
     data = labeled.load_labeled(spec.data, spec.text_column, spec.label_column)
     device.import_tensorflow()
+    progress = Progress(config.steps)
     result = classify.train(
-        parent, data, s, config, root, spec.name, spec.run_id, Progress(config.steps), spec.scratch
+        parent, data, s, config, root, spec.name, spec.run_id, progress, spec.scratch, limits=limits
     )
     if as_json:
         print(json.dumps(result, ensure_ascii=False))
@@ -331,14 +166,12 @@ def _run_classify(spec: ClassifySpec, root, limits, as_json: bool) -> int:
 
 
 def _run_compare(spec: CompareSpec, root, limits, as_json: bool) -> int:
-    from lmcore import classify, compare, finetune, labeled
-
-    parent = finetune.load_parent(spec.parent, root)
+    parent = transfer.load_parent(spec.parent, root)
     if spec.task == "classify":
         limits.check_steps(spec.steps or classify.DEFAULT_STEPS)
         data = labeled.load_labeled(spec.target, spec.text_column, spec.label_column)
         table = compare.compare_classifiers(
-            parent, data, root, spec.steps, spec.seeds, spec.compare_id, _compare_listener
+            parent, data, root, spec.steps, spec.seeds, spec.compare_id, _compare_listener, limits
         )
     else:
         limits.check_steps(spec.steps or finetune.DEFAULT_STEPS)
@@ -351,6 +184,7 @@ def _run_compare(spec: CompareSpec, root, limits, as_json: bool) -> int:
             spec.eval_every,
             spec.compare_id,
             _compare_listener,
+            limits,
         )
     return _print_comparison(table, as_json)
 

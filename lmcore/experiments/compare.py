@@ -17,24 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lmcore import LMError, classify, finetune, public, runs
-from lmcore.labeled import Labeled
+from lmcore import LMError, device, runs
+from lmcore.text.labeled import Labeled
+from lmcore.training import classify, finetune, lm, transfer
 
 VARIANTS = ("from scratch", "fine-tuned", "fine-tuned, body frozen")
-
-
-def comparisons_dir(root: Path) -> Path:
-    return root / ".comparisons"
-
-
-def read_comparison(root: Path, compare_id: str) -> dict | None:
-    return runs.read_json(comparisons_dir(root) / f"{runs.check_run_id(compare_id)}.json", None)
-
-
-def list_comparisons(root: Path) -> list[dict]:
-    folder = comparisons_dir(root)
-    found = [runs.read_json(p, None) for p in folder.glob("*.json")] if folder.is_dir() else []
-    return sorted((c for c in found if c), key=lambda c: c.get("created", ""), reverse=True)  # newest first
 
 
 def summarize(table: dict) -> dict:
@@ -70,28 +57,25 @@ def summarize(table: dict) -> dict:
     return {**table, "rows": rows, "margins": margins}
 
 
-def _run_comparison(table: dict, root: Path, train_one, listener) -> dict:
+def _run_comparison(table: dict, root: Path, train_one, listener, limits) -> dict:
     """Train every (variant, seed) with ``train_one(variant, seed, place in the comparison)``,
-    saving the table as it grows; a shared server's time cap ends it early, saying so."""
+    saving the table as it grows; a shared server's time cap (``limits``) ends it early, saying so."""
     import keras
 
-    path = comparisons_dir(root) / f"{table['compare_id']}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    runs.write_json(path, summarize(table))
-    limits = public.Limits.from_env()  # a shared server's time cap, if it set one
+    runs.write_comparison(root, summarize(table))
     for seed in table["seed_list"]:
         for variant in VARIANTS:
-            if limits.time_up():
+            if limits is not None and limits.time_up():
                 table["status"] = "stopped"
                 table["message"] = limits.time_up_message()
                 table = summarize(table)
-                runs.write_json(path, table)
+                runs.write_comparison(root, table)
                 return table
             keras.backend.clear_session()
             place = {"id": table["compare_id"], "variant": variant, "seed": seed}
             result = train_one(variant, seed, place)
             table["runs"].append({"variant": variant, "seed": seed, **result})
-            runs.write_json(path, summarize(table))
+            runs.write_comparison(root, summarize(table))
             if listener:
                 shown = result.get(table["metric"])
                 listener(
@@ -105,17 +89,17 @@ def _run_comparison(table: dict, root: Path, train_one, listener) -> dict:
                 )
     table["status"] = "completed"
     table = summarize(table)
-    runs.write_json(path, table)
+    runs.write_comparison(root, table)
     return table
 
 
 def new_table(
-    root: Path, kind: str, parent: finetune.Parent, target: str, seeds: int, compare_id: str | None = None
+    root: Path, kind: str, parent: transfer.Parent, target: str, seeds: int, compare_id: str | None = None
 ) -> dict:
     """The empty table of a new comparison (its id checked and unused)."""
     compare_id = compare_id or time.strftime("%Y%m%d-%H%M%S") + f"-compare-{kind}"
     runs.check_run_id(compare_id)
-    if (comparisons_dir(root) / f"{compare_id}.json").exists():
+    if runs.read_comparison(root, compare_id) is not None:
         raise LMError(f"a comparison named {compare_id!r} already exists")
     metric, better = ("accuracy", "higher") if kind == "classify" else ("val_loss", "lower")
     return {
@@ -138,35 +122,36 @@ def _short(variant: str) -> str:
 
 
 def compare_classifiers(
-    parent: finetune.Parent,
+    parent: transfer.Parent,
     data: Labeled,
     root: Path,
     steps: int | None = None,
     seeds: int = 3,
     compare_id: str | None = None,
     listener=None,
+    limits=None,
 ) -> dict:
     """The three variants over ``seeds`` seeds, scored by held-out accuracy."""
-    from lmcore import device
-
     table = new_table(root, "classify", parent, data.source, seeds, compare_id)
     kept = parent.model_config.n_layer
     device.import_tensorflow()
 
     def train_one(variant, seed, place):
         scratch = variant == "from scratch"
-        s = finetune.Surgery(freeze=kept if variant.endswith("frozen") else 0)
+        s = transfer.Surgery(freeze=kept if variant.endswith("frozen") else 0)
         config = classify.train_config_for(
             parent.train_config(), scratch, bool(s.freeze), steps=steps, seed=seed
         )
         name = f"cmp-{_short(variant)}-s{seed}"
-        return classify.train(parent, data, s, config, root, name, scratch=scratch, comparison=place)
+        return classify.train(
+            parent, data, s, config, root, name, scratch=scratch, comparison=place, limits=limits
+        )
 
-    return _run_comparison(table, root, train_one, listener)
+    return _run_comparison(table, root, train_one, listener, limits)
 
 
 def compare_language_models(
-    parent: finetune.Parent,
+    parent: transfer.Parent,
     source: str,
     root: Path,
     steps: int | None = None,
@@ -174,16 +159,15 @@ def compare_language_models(
     eval_every: int | None = None,
     compare_id: str | None = None,
     listener=None,
+    limits=None,
 ) -> dict:
     """The three variants over ``seeds`` seeds on the new text ``source``, scored by the final
     validation loss; from scratch trains with the parent's own recipe, as pre-training did."""
-    from lmcore import device
-
     table = new_table(root, "lm", parent, source, seeds, compare_id)
     kept = parent.model_config.n_layer
     jobs = {}
     for variant in VARIANTS:
-        s = finetune.Surgery(freeze=kept if variant.endswith("frozen") else 0)
+        s = transfer.Surgery(freeze=kept if variant.endswith("frozen") else 0)
         config = finetune.train_config_for(parent.train_config(), steps=steps, eval_every=eval_every)
         if variant == "from scratch":
             base = parent.train_config()
@@ -195,9 +179,10 @@ def compare_language_models(
         s, job, record = jobs[variant]
         job.train.seed = seed
         name = f"lmcmp-{_short(variant)}-s{seed}"
-        result = finetune.start(
-            parent, job, record, root, name, scratch=variant == "from scratch", comparison=place
+        scratch = variant == "from scratch"
+        result = lm.start_child(
+            parent, job, record, root, name, scratch=scratch, comparison=place, limits=limits
         )
         return {k: result.get(k) for k in ("run_id", "status", "val_loss", "best_val_loss", "steps")}
 
-    return _run_comparison(table, root, train_one, listener)
+    return _run_comparison(table, root, train_one, listener, limits)

@@ -1,9 +1,9 @@
 """Generation: sample text from a trained run, one token at a time.
 
-Decoding is incremental, through the model's own cached call (:mod:`lmcore.models`): each
+Decoding is incremental, through the model's own cached call (:mod:`lmcore.nn.models`): each
 new token costs one position's work. Tokens come in chunks from one compiled loop
 (``tf.while_loop`` under XLA) that steps the model, filters the distribution (repetition
-penalty, temperature, top-k, top-p; :func:`lmcore.sampling.filter_probs` is its NumPy
+penalty, temperature, top-k, top-p; :func:`lmcore.generation.sampling.filter_probs` is its NumPy
 reference) and draws the token in the graph. Draws are keyed by (seed, token index), so a
 seed gives the same text however the work is chunked; temperature 0 is greedy.
 
@@ -22,14 +22,22 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lmcore import LMError
-from lmcore import tokenizers as tok_mod
-from lmcore.sampling import SamplingOptions, filter_probs, softmax  # noqa: F401 (also generate's API)
+from lmcore import LMError, runs
+from lmcore.generation.sampling import SamplingOptions, filter_probs, softmax  # noqa: F401 (also decoding's API)
+from lmcore.text import tokenizers
 
 MAX_LENGTH = 10_000
 TOP_CANDIDATES = 10  # candidates reported with each generated token
 CHUNK = 16  # tokens per call of the compiled decoding loop (the page streams chunk by chunk)
 DEFAULTS = SamplingOptions()  # temperature 1, no filters
+
+
+def _models():
+    """:mod:`lmcore.nn.models`, once a model is at hand: it imports Keras, and the pages that
+    import this module (Generate, Math) open without it."""
+    from lmcore.nn import models  # Keras: only once a model is loaded or built
+
+    return models
 
 
 class LogitsFn:
@@ -255,7 +263,7 @@ class _Decoder:
 
 class GPTDecoder(_Decoder):
     """Key/value-cached decoding for the GPT, through the model's own cached call
-    (:meth:`lmcore.models.GPTParts.call_with_cache`): each new token attends to stored keys
+    (:meth:`lmcore.nn.models.GPTParts.call_with_cache`): each new token attends to stored keys
     and values.
 
     The cache holds ``block_size`` positions per layer. The prompt is encoded in one
@@ -268,9 +276,7 @@ class GPTDecoder(_Decoder):
     def __init__(self, model, block_size: int, batch: int = 1, jit: bool = True):
         import tensorflow as tf
 
-        from lmcore import models
-
-        self.net, self.T, self.B = models.parts(model, block_size), block_size, batch
+        self.net, self.T, self.B = _models().parts(model, block_size), block_size, batch
         self.vocab_size = self.net.vocab_size
         ids = tf.TensorSpec((batch, block_size), tf.int32)
         self._prefill = tf.function(self._prefill_impl, input_signature=[ids, tf.TensorSpec((), tf.int32)])
@@ -327,14 +333,12 @@ class GPTDecoder(_Decoder):
 
 class RNNDecoder(_Decoder):
     """State-carrying decoding for seed-lstm and the GRU, through the model's own incremental
-    call (:meth:`lmcore.models.RNNParts.call_with_cache`): one step per token."""
+    call (:meth:`lmcore.nn.models.RNNParts.call_with_cache`): one step per token."""
 
     def __init__(self, model, batch: int = 1, jit: bool = True):
         import tensorflow as tf
 
-        from lmcore import models
-
-        self.net, self.B = models.parts(model), batch
+        self.net, self.B = _models().parts(model), batch
         self.vocab_size = self.net.vocab_size
         self._single = tf.function(lambda token, state: self._step_impl(token, 0, state))
         self._compile_loop(jit)
@@ -483,12 +487,10 @@ def generate(
 
 def attention_maps(logits_fn: LogitsFn, ids: list[int]) -> np.ndarray:
     """The GPT's attention weights for ``ids`` (at most one block): (layers, heads, n, n)."""
-    from lmcore import models
-
     if logits_fn.config.family != "gpt":
         raise LMError("attention weights exist only for the GPT models")
     ids = np.asarray(list(ids)[-logits_fn.block_size :], dtype=np.int32)[None, :]  # (1, n)
-    return models.parts(logits_fn.model).attention_weights(ids)
+    return _models().parts(logits_fn.model).attention_weights(ids)
 
 
 def warm_up(logits_fn: LogitsFn) -> None:
@@ -504,8 +506,6 @@ def load_run(run_dir: Path, which: str = "last", jit: bool = True):
     models should, because TensorFlow keeps each compiled loop for the life of the process
     (about 20 MB per loaded nano model, measured), while without XLA memory stays flat.
     """
-    from lmcore import models, runs
-
     record = runs.read_record(run_dir)
     if record is not None and record.task == "classify":
         raise LMError(f"run {run_dir.name} is a classifier; use: python -m lmcore classify predict")
@@ -514,6 +514,6 @@ def load_run(run_dir: Path, which: str = "last", jit: bool = True):
     path = runs.existing_checkpoint(run_dir, which)
     if path is None:
         raise LMError(f"run {run_dir.name} has no checkpoint yet")
-    tokenizer = tok_mod.load(run_dir / "tokenizer.json")
-    model = models.load_model(path, compile=False)
+    tokenizer = tokenizers.load(run_dir / runs.TOKENIZER)
+    model = _models().load_model(path, compile=False)
     return LogitsFn(model, record.model, jit), tokenizer, record

@@ -1,0 +1,1 @@
+"""Experiments over several runs: fine-tuning comparisons and the modern GPT's ablation."""

@@ -1,0 +1,1 @@
+"""Generation: the sampling filters (NumPy) and incremental decoding through the model's cache."""

@@ -1,0 +1,1 @@
+"""The networks: configs and presets (no TensorFlow), the Keras models, the learning-rate schedule."""
