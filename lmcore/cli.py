@@ -7,7 +7,7 @@
     run       run a job spec: what the dashboard's jobs do
     bench     benchmarks
 
-The training commands parse their options into a job spec and :func:`lmcore.jobs.runner.execute`
+The training commands parse their options into a job spec and :func:`lmcore.runner.execute`
 runs it; ``run SPEC.json`` runs a spec the job layer saved, through the same code. Bad input
 ends with one line on stderr (``error: ...``) and exit status 2; a training run that fails
 (for example, diverges) ends with status 1. Set ``LMLAB_DEBUG=1`` to see a traceback for
@@ -22,9 +22,9 @@ import math
 import os
 import sys
 
-from lmcore import LMError, device, runs
+from lmcore import LMError, device, runner, runs
 from lmcore.generation import decoding
-from lmcore.jobs import runner, specs
+from lmcore.jobs import specs
 from lmcore.nn.config import MODEL_NAMES, OPTIMIZERS, SCHEDULES, DataConfig, make_train_config
 from lmcore.text import corpus
 from lmcore.training import classify
@@ -138,7 +138,7 @@ def _add_train_parser(sub) -> None:
         "--strategy",
         choices=("auto", "default", "mirrored", "multiworker"),
         default="auto",
-        help="tf.distribute: auto, one device, all local GPUs, or the TF_CONFIG cluster (see README)",
+        help="tf.distribute: auto, one device, all local GPUs, or the TF_CONFIG cluster (docs/training.md)",
     )
     t.add_argument("--name", help="a label for the run id")
     t.add_argument("--run-id", help="the new run's exact id (the dashboard chooses it in advance)")

@@ -253,6 +253,7 @@ def list_comparisons(root: Path) -> list[dict]:
 
 
 def write_comparison(root: Path, table: dict) -> None:
+    comparisons_dir(root).mkdir(parents=True, exist_ok=True)
     write_json(comparisons_dir(root) / f"{check_run_id(table['compare_id'])}.json", table)
 
 
@@ -451,6 +452,25 @@ def summary(run_dir: Path) -> dict:
         "task": record.task if record else "lm",  # "lm", or "classify" for a classifier
         "path": str(run_dir),
     }
+
+
+@dataclass
+class Snapshot:
+    """What a live view shows of a run, read at once: record, metrics and the latest sample."""
+
+    record: RunRecord | None
+    metrics: list[dict]  # every logged record so far
+    metrics_bytes: int  # the metrics file's size: unchanged means nothing new was logged
+    sample: dict | None  # the latest generated sample
+
+
+def snapshot(run_dir: Path) -> Snapshot:
+    """A run as it is now, for one refresh of a view that follows it."""
+    path = run_dir / METRICS
+    size = path.stat().st_size if path.is_file() else 0
+    samples = read_jsonl(run_dir / SAMPLES)
+    record = read_record(run_dir) if run_dir.is_dir() else None
+    return Snapshot(record, read_jsonl(path) if size else [], size, samples[-1] if samples else None)
 
 
 def list_runs(root: Path) -> list[dict]:

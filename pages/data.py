@@ -8,17 +8,17 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from dashboard import fmt, loaders, nav, sources
 from lmcore.text import tokenizers, windows
-from pages import common
 
-common.route_through_app()
+nav.enter()
 
 st.title("Data")
 st.caption(
     "A language model learns only from its text. Choose some, clean it, and see what the model will see."
 )
 
-cleaned, raw, source = common.corpus_picker()
+cleaned, raw, source = sources.corpus_picker()
 if cleaned is None:
     st.info("Choose a corpus to begin.")
     st.stop()
@@ -38,8 +38,8 @@ st.subheader("Statistics")
 cols = st.columns(4)
 cols[0].metric("Characters", f"{len(text):,}")
 cols[1].metric("Lines", f"{text.count(chr(10)) + 1:,}")
-cols[2].metric("Distinct characters", f"{len(common.distinct_chars(text)):,}")
-cols[3].metric("Unigram entropy", f"{common.entropy_bits(view):.3f} bits/char")
+cols[2].metric("Distinct characters", f"{len(loaders.distinct_chars(text)):,}")
+cols[3].metric("Unigram entropy", f"{loaders.entropy_bits(view):.3f} bits/char")
 if len(text) > len(view):
     st.caption(f"A long text: entropy, counts, tokens and windows use its first {len(view):,} characters.")
 
@@ -47,11 +47,11 @@ unit = st.radio("Count", ["characters", "words"], horizontal=True)
 tokens = list(view) if unit == "characters" else [t for t in tokenizers.word_pieces(view) if not t.isspace()]
 top = Counter(tokens).most_common(40)
 freq = pd.DataFrame(top, columns=["token", "count"])
-freq["token"] = freq["token"].map(common.show_token)
+freq["token"] = freq["token"].map(fmt.show_token)
 st.plotly_chart(px.bar(freq, x="token", y="count", title=f"The 40 most frequent {unit}"))
 
 st.subheader("Tokens")
-kinds = {kind: common.tokenizer_for(kind, view_key, view) for kind in tokenizers.KINDS}
+kinds = {kind: loaders.tokenizer_for(kind, view_key, view) for kind in tokenizers.KINDS}
 length = st.slider("Characters shown", 40, 600, 200, step=20)
 snippet = text[:length]
 palette = ["#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa"]
@@ -60,7 +60,7 @@ for col, (kind, tok) in zip(cols, kinds.items(), strict=True):
     ids = tok.encode(snippet)
     spans = "".join(
         f'<span title="id {i}" style="background:{palette[n % len(palette)]};border-radius:3px;'
-        f'padding:0 1px;margin:1px;word-break:break-all">{html.escape(common.show_token(tok.token(i)))}'
+        f'padding:0 1px;margin:1px;word-break:break-all">{html.escape(fmt.show_token(tok.token(i)))}'
         f'<sub style="color:#555">{i}</sub></span>'
         for n, i in enumerate(ids)
     )
@@ -69,7 +69,7 @@ for col, (kind, tok) in zip(cols, kinds.items(), strict=True):
 
 sizes = []
 for kind, tok in kinds.items():
-    train_ids, val_ids = windows.split(common.token_ids(kind, view_key, view))
+    train_ids, val_ids = windows.split(loaders.token_ids(kind, view_key, view))
     sizes.append(
         {
             "tokenizer": kind,
@@ -89,13 +89,13 @@ kind = cols[0].selectbox("Tokenizer", tokenizers.KINDS)
 block = cols[1].slider("Block size", 4, 64, 16)
 seed = cols[2].number_input("Seed", min_value=0, max_value=2**32 - 1, value=0, step=1)
 tok = kinds[kind]
-train_ids, _ = windows.split(common.token_ids(kind, view_key, view))
+train_ids, _ = windows.split(loaders.token_ids(kind, view_key, view))
 if len(train_ids) <= block + 1:
     st.warning("This text is too short for windows of this size.")
     st.stop()
 rng = np.random.default_rng(int(seed))
 starts = rng.integers(0, len(train_ids) - block - 1, 5)
-x, y = windows.windows(train_ids, block, starts)
+x, y = windows.pairs(train_ids, block, starts)
 st.dataframe(
     pd.DataFrame(
         {

@@ -6,17 +6,17 @@ import io
 import pandas as pd
 import streamlit as st
 
+from dashboard import access, charts, fmt, live, loaders, nav, runlist, sources
 from lmcore import LMError, runs
 from lmcore.jobs import queue, specs
 from lmcore.text import corpus
 from lmcore.training import classify, finetune, lmdata, transfer
-from pages import common
 
-common.route_through_app()
+nav.enter()
 
 st.title("Fine-tune")
-root = common.runs_root()
-parents = common.run_choices(
+root = access.runs_root()
+parents = runlist.run_choices(
     lambda r: r["task"] != "classify" and runs.existing_checkpoint(root / r["run_id"]) is not None
 )
 if not parents:
@@ -27,14 +27,14 @@ by_id = {r["run_id"]: r for r in parents}
 # Options are run ids (stable while runs train and finish), shown with their status.
 parent_row = by_id[
     st.selectbox(
-        "Pre-trained run", list(by_id), format_func=lambda i: common.run_label(by_id[i]), key="ft-parent"
+        "Pre-trained run", list(by_id), format_func=lambda i: runlist.run_label(by_id[i]), key="ft-parent"
     )
 ]
 parent_record = runs.read_record(root / parent_row["run_id"])
 model_config = parent_record.model
 n_layer = model_config.n_layer
 st.caption(
-    f"{parent_row['model']} trained on {common.corpus_label(parent_row['corpus'])} with the "
+    f"{parent_row['model']} trained on {fmt.corpus_label(parent_row['corpus'])} with the "
     f"{parent_row['tokenizer']} tokenizer; {n_layer} blocks, context {model_config.block_size} tokens."
 )
 
@@ -48,7 +48,7 @@ if as_classifier:
         upload = st.file_uploader("CSV with a text column and a label column", type=["csv"])
         if upload is None:
             st.stop()
-        refused = common.upload_refused(upload.getvalue(), upload.name)
+        refused = sources.upload_refused(upload.getvalue(), upload.name)
         if refused:
             st.error(refused)
             st.stop()
@@ -63,7 +63,7 @@ if as_classifier:
         label_column = cols[1].selectbox(
             "Label column", header, index=header.index("label") if "label" in header else len(header) - 1
         )
-        data = str(common.upload_path(upload.getvalue(), upload.name))
+        data = str(sources.upload_path(upload.getvalue(), upload.name))
     elif kind == "keras:imdb":
         st.caption("Keras downloads the IMDB reviews on first use (the internet is needed once).")
 else:
@@ -73,9 +73,7 @@ else:
     chosen = st.session_state.get("corpus_source")
     if chosen and chosen not in choices and chosen != parent_record.data.source:
         choices.insert(0, chosen)
-    source = st.selectbox(
-        "New text (choose others on the Data page)", choices, format_func=common.corpus_label
-    )
+    source = st.selectbox("New text (choose others on the Data page)", choices, format_func=fmt.corpus_label)
 
 cols = st.columns(4)
 freeze_all = cols[0].checkbox("Freeze the whole body", key="ft-freeze-all")
@@ -103,7 +101,7 @@ lr = cols[0].number_input(
     key=f"ft-lr-{as_classifier}-{body_frozen}",
 )
 default_steps = classify.DEFAULT_STEPS if as_classifier else finetune.DEFAULT_STEPS
-cap = common.step_cap()
+cap = access.step_cap()
 steps = cols[1].number_input("Steps", 10, cap, min(default_steps, cap), 50, key=f"ft-steps-{as_classifier}")
 seed = cols[2].number_input("Seed", 0, 2**31 - 1, 1)
 
@@ -136,15 +134,15 @@ try:
     need = check.estimate["total_bytes"] / 2**30
     st.caption(f"Training needs about {need:.1f} GB ({check.estimate['parameters']:,} parameters).")
 except LMError as err:
-    st.error(common.shown(err))
-who = dict(actor=common.actor(), policy=common.policy())
-if common.policy().public and not common.actor().admin:
-    st.caption(f"Public mode: {common.caps_text()}")
+    st.error(access.shown(err))
+who = dict(actor=access.actor(), policy=access.policy())
+if access.policy().public and not access.actor().admin:
+    st.caption(f"Public mode: {access.caps_text()}")
 if st.button("Start fine-tuning", type="primary"):
     try:
         run_id = queue.launch(root, spec, **who)
     except LMError as err:  # public mode: one job per visitor, the caps
-        st.error(common.shown(err))
+        st.error(access.shown(err))
     else:
         st.session_state["ft_follow"] = run_id
         st.rerun()
@@ -152,7 +150,7 @@ if st.button("Start fine-tuning", type="primary"):
 mine = st.session_state.get("ft_follow")
 if mine:
     st.subheader("Fine-tuning run")
-    common.follow(mine, common.curve_controls("ft"))
+    live.follow(mine, live.curve_controls("ft"))
     result = classify.results(root / mine)
     if result:
         cols = st.columns(2)
@@ -169,7 +167,7 @@ st.caption(
 )
 cols = st.columns(3)
 n_seeds = cols[0].number_input("Seeds", 1, 5, 3)
-cmp_steps = cols[1].number_input("Steps per run", 10, common.step_cap(), int(steps), step=50)
+cmp_steps = cols[1].number_input("Steps per run", 10, access.step_cap(), int(steps), step=50)
 if cols[2].button("Run the comparison"):
     target = (data, text_column, label_column) if as_classifier else (source,)
     task = "classify" if as_classifier else "lm"
@@ -177,7 +175,7 @@ if cols[2].button("Run the comparison"):
     try:
         st.session_state["ft_compare"] = queue.launch(root, cmp, **who)
     except LMError as err:
-        st.error(common.shown(err))
+        st.error(access.shown(err))
 
 tables = {t["compare_id"]: t for t in runs.list_comparisons(root)}
 wanted = st.session_state.get("ft_compare")
@@ -191,24 +189,24 @@ if wanted or tables:
         if table is None:
             state = queue.state(root, shown)
             if state["status"] == "failed":
-                st.error(common.shown(state.get("message")))
+                st.error(access.shown(state.get("message")))
             else:
                 st.info(f"The comparison is {state['status']}…")
             return
-        st.caption(f"{table['kind']} on {common.corpus_label(table['target'])}: {table['status']}")
+        st.caption(f"{table['kind']} on {fmt.corpus_label(table['target'])}: {table['status']}")
         st.dataframe(pd.DataFrame(table["rows"]), hide_index=True)
         for key, text in table["margins"].items():
             st.markdown(f"**{key}:** {text}")
         frames = {
-            f"{r['variant']} s{r['seed']}": common.metrics_frame(root / r["run_id"]) for r in table["runs"]
+            f"{r['variant']} s{r['seed']}": runlist.metrics_frame(root / r["run_id"]) for r in table["runs"]
         }
         metric = "Accuracy" if table["kind"] == "classify" else "Loss (nats)"
-        st.plotly_chart(common.curve_figure(frames, metric), key=f"cmp-{shown}")
+        st.plotly_chart(charts.curve_figure(frames, metric), key=f"cmp-{shown}")
 
     comparison()
 
 st.subheader("Try a classifier")
-trained = [r for r in common.run_choices(lambda r: r["task"] == "classify" and r["status"] == "completed")]
+trained = [r for r in runlist.run_choices(lambda r: r["task"] == "classify" and r["status"] == "completed")]
 if not trained:
     st.caption("No classifier has finished training yet.")
     st.stop()
@@ -216,7 +214,7 @@ which = st.selectbox("Classifier run", [r["run_id"] for r in trained])
 text = st.text_area("Text to classify", "The plot is not bad at all, but the ending is a letdown.")
 if st.button("Classify"):
     try:
-        result = common.classifier(str(root / which)).predict([text])[0]
+        result = loaders.classifier(str(root / which)).predict([text])[0]
     except LMError as err:
         st.error(str(err))
         st.stop()

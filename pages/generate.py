@@ -6,22 +6,22 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard import fmt, loaders, nav, runlist
 from lmcore import LMError, runs
 from lmcore.generation import decoding
-from pages import common
 
-common.route_through_app()
+nav.enter()
 
 ATTENTION_TOKENS = 48  # the heatmap shows the attention among the last this-many tokens
 
 st.title("Generate")
-choices = common.run_choices(lambda r: runs.existing_checkpoint(Path(r["path"])) is not None)
+choices = runlist.run_choices(lambda r: runs.existing_checkpoint(Path(r["path"])) is not None)
 if not choices:
     st.info(
         "No run has a checkpoint yet. Train one on the Train page (a checkpoint is saved at each validation)."
     )
     st.stop()
-labels = {common.run_label(r): r for r in choices}
+labels = {runlist.run_label(r): r for r in choices}
 run = labels[st.selectbox("Run", list(labels))]
 run_dir = Path(run["path"])
 which = st.radio("Checkpoint", ["last", "best"], horizontal=True, help="best = lowest validation loss so far")
@@ -66,7 +66,7 @@ if st.button("Generate", type="primary"):
     try:
         opts.check()
         ckpt = runs.existing_checkpoint(run_dir, which)
-        logits_fn, tok, _ = common.generator(str(run_dir), which, ckpt.stat().st_mtime)
+        logits_fn, tok, _ = loaders.generator(str(run_dir), which, ckpt.stat().st_mtime)
         ids, notes = decoding.prompt_ids(tok, prompt)
         seen = tok.decode(ids)  # the prompt as the model sees it (unknown characters dropped)
         left, right = st.columns(2) if side_by_side else (st.container(), None)
@@ -114,7 +114,7 @@ fig = go.Figure(
     go.Bar(
         x=list(range(1, len(steps) + 1)),
         y=[s.surprisal_bits for s in steps],
-        hovertext=[common.show_token(s.text) for s in steps],
+        hovertext=[fmt.show_token(s.text) for s in steps],
         marker_color=["#ef553b" if i == position else "#636efa" for i in range(1, len(steps) + 1)],
     )
 )
@@ -134,7 +134,7 @@ cols[2].metric("Probability (after filters)", f"{step.prob:.3f}")
 cols[3].metric("Surprisal", f"{step.surprisal_bits:.2f} bits")
 
 # The candidates at this position: what the model offered, and what the filters left.
-names = [common.show_token(result["names"][c.token_id]) for c in step.candidates]
+names = [fmt.show_token(result["names"][c.token_id]) for c in step.candidates]
 names = [f"{i + 1}. {n}" for i, n in enumerate(names)]  # unique labels, likeliest first
 fig = go.Figure(
     [
@@ -168,13 +168,13 @@ st.subheader("Attention")
 if result["family"] != "gpt":
     st.caption("Attention maps exist only for the GPT models; this run is a recurrent network.")
     st.stop()
-logits_fn, tok, config = common.generator(*result["model"])
+logits_fn, tok, config = loaders.generator(*result["model"])
 ids = [*result["prompt_ids"], *(s.token_id for s in steps)][-logits_fn.block_size :]
 maps = decoding.attention_maps(logits_fn, ids)[:, :, -ATTENTION_TOKENS:, -ATTENTION_TOKENS:]
 cols = st.columns(2)
 layer = cols[0].selectbox("Layer", range(1, maps.shape[0] + 1)) - 1
 head = cols[1].selectbox("Head", range(1, maps.shape[1] + 1)) - 1
-labels = [common.show_token(tok.token(i)) for i in ids[-maps.shape[-1] :]]
+labels = [fmt.show_token(tok.token(i)) for i in ids[-maps.shape[-1] :]]
 ticks = dict(tickmode="array", tickvals=list(range(len(labels))), ticktext=labels, tickfont=dict(size=9))
 fig = go.Figure(go.Heatmap(z=maps[layer, head], colorscale="Blues", zmin=0, zmax=1))
 fig.update_layout(

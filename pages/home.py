@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from pages import common
+from dashboard import access, nav, runlist, sidebar
 
-common.route_through_app()
+nav.enter()
 
 st.title("LM Lab")
 st.markdown(
@@ -16,7 +16,7 @@ st.markdown(
 st.subheader("The path")
 steps = [
     ("pages/data.py", "1. Data", "choose text, clean it, see it as tokens and training windows"),
-    ("pages/math.py", "2. Math", "entropy, cross-entropy, Bayes, the chain rule, gradient descent"),
+    ("pages/mathematics.py", "2. Math", "entropy, cross-entropy, Bayes, the chain rule, gradient descent"),
     ("pages/train.py", "3. Train", "the tutorial's LSTM, a GRU or a small GPT, with live curves"),
     ("pages/generate.py", "4. Generate", "sample text and see how likely each next token was"),
     ("pages/runs.py", "5. Compare", "overlay runs, diff their settings, download their metrics"),
@@ -27,15 +27,15 @@ for path, label, what in steps:
     cols[1].write(what)
 
 st.subheader("This machine")
-all_runs = common.run_choices()
+all_runs = runlist.run_choices()
 counts = {s: sum(r["status"] == s for r in all_runs) for s in ("running", "completed", "stopped", "failed")}
 cols = st.columns(5)
-cols[0].metric("Device", common.device_label())
+cols[0].metric("Device", sidebar.device_label())
 cols[1].metric("Training now", counts["running"])
 cols[2].metric("Completed runs", counts["completed"])
 cols[3].metric("Stopped", counts["stopped"])
 cols[4].metric("Failed", counts["failed"])
-if common.policy().public:
-    st.caption(f"This is a shared server in public mode: {common.caps_text()}")
+if access.policy().public:
+    st.caption(f"This is a shared server in public mode: {access.caps_text()}")
 else:
-    st.caption(f"Runs are stored in `{common.runs_root().resolve()}`.")
+    st.caption(f"Runs are stored in `{access.runs_root().resolve()}`.")

@@ -6,23 +6,23 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dashboard import ablation_view, access, charts, fmt, live, nav, runlist
 from lmcore import LMError
 from lmcore.jobs import public, queue
-from pages import ablation_view, common
 
-common.route_through_app()
+nav.enter()
 
 st.title("Runs")
-root, rules = common.runs_root(), common.policy()
+root, rules = access.runs_root(), access.policy()
 if rules.public:
     gone = public.evictions(root)[-5:]
     if gone:
         st.warning(
             "Removed to keep this server's disk budget of "
             f"{rules.disk_budget_mb:,g} MB (oldest finished runs first; pinned runs are kept): "
-            + ", ".join(f"{e['kind']} {common.plain(e['name'])} ({e['bytes'] / 2**20:.1f} MB)" for e in gone)
+            + ", ".join(f"{e['kind']} {fmt.plain(e['name'])} ({e['bytes'] / 2**20:.1f} MB)" for e in gone)
         )
-rows = common.run_choices()
+rows = runlist.run_choices()
 ablation_view.show(root, rows)
 if not rows:
     st.info("No runs yet. Start one on the Train page.")
@@ -35,7 +35,7 @@ table = pd.DataFrame(
             "run": r["run_id"],
             "status": r["status"],
             "model": r["model"],
-            "corpus": common.corpus_label(r["corpus"]),
+            "corpus": fmt.corpus_label(r["corpus"]),
             "fine-tuned from": r.get("parent") or "",
             "tokenizer": r["tokenizer"],
             "step": r["step"],
@@ -45,7 +45,7 @@ table = pd.DataFrame(
             **({"pinned": r["run_id"] in pins} if rules.public else {}),
             **{
                 k: v
-                for k, v in common.config_rows(Path(r["path"])).items()
+                for k, v in runlist.config_rows(Path(r["path"])).items()
                 if k in ("train.batch_size", "train.lr", "train.schedule", "model.block_size")
             },
         }
@@ -62,13 +62,13 @@ if not selected:
     st.caption("Select runs in the table to compare, download, resume or delete them.")
     st.stop()
 
-frames = {r["run_id"]: common.metrics_frame(Path(r["path"])) for r in selected}
-metric = st.selectbox("Curve", list(common.CURVES))
-controls = common.curve_controls("runs")
-st.plotly_chart(common.curve_figure(frames, metric, controls["smooth"], controls["log_y"], controls["x"]))
+frames = {r["run_id"]: runlist.metrics_frame(Path(r["path"])) for r in selected}
+metric = st.selectbox("Curve", list(charts.CURVES))
+controls = live.curve_controls("runs")
+st.plotly_chart(charts.curve_figure(frames, metric, controls["smooth"], controls["log_y"], controls["x"]))
 
 if len(selected) == 2:
-    a, b = (common.config_rows(Path(r["path"])) for r in selected)
+    a, b = (runlist.config_rows(Path(r["path"])) for r in selected)
     diff = pd.DataFrame(
         [
             {"setting": k, selected[0]["run_id"]: str(a.get(k)), selected[1]["run_id"]: str(b.get(k))}
@@ -85,7 +85,7 @@ if len(selected) == 2:
 metrics = pd.concat([df.assign(run_id=rid) for rid, df in frames.items() if not df.empty] or [pd.DataFrame()])
 st.download_button("Download metrics (CSV)", metrics.to_csv(index=False), "metrics.csv", "text/csv")
 
-mine = [r for r in selected if common.may_manage(r["run_id"])]
+mine = [r for r in selected if access.may_manage(r["run_id"])]
 if len(mine) < len(selected):
     st.caption(
         f"{len(selected) - len(mine)} of the selected runs were started by other visitors: you can compare, "
@@ -95,12 +95,12 @@ resumable = [r for r in mine if r["status"] in ("stopped", "interrupted")]
 if resumable and st.button(f"Resume {len(resumable)} run(s)"):
     try:
         for r in resumable:
-            queue.resume(root, r["run_id"], actor=common.actor(), policy=rules)
+            queue.resume(root, r["run_id"], actor=access.actor(), policy=rules)
         st.toast("Resuming in the background; follow on the Train page.")
     except LMError as err:
-        st.error(common.shown(err))
+        st.error(access.shown(err))
 
-if rules.public and common.actor().admin:
+if rules.public and access.actor().admin:
     cols = st.columns(2)
     if cols[0].button(f"Pin {len(selected)} run(s)", help="pinned runs are never removed for disk space"):
         for r in selected:
@@ -117,7 +117,7 @@ if mine:
         if st.button("Delete", disabled=not sure):
             for r in mine:
                 try:
-                    queue.delete(root, r["run_id"], common.actor(), rules)
+                    queue.delete(root, r["run_id"], access.actor(), rules)
                 except LMError as err:
-                    st.error(common.shown(err))
+                    st.error(access.shown(err))
             st.rerun()

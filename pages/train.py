@@ -4,7 +4,9 @@ from dataclasses import replace
 
 import streamlit as st
 
+from dashboard import access, charts, fmt, live, loaders, nav, runlist, sidebar
 from lmcore import LMError, device
+from lmcore.experiments import ablation
 from lmcore.jobs import queue, specs
 from lmcore.nn import schedule
 from lmcore.nn.config import (
@@ -18,12 +20,11 @@ from lmcore.nn.config import (
 )
 from lmcore.text import corpus, tokenizers
 from lmcore.training import lmdata
-from pages import common
 
-common.route_through_app()
+nav.enter()
 
 st.title("Train")
-root = common.runs_root()
+root = access.runs_root()
 
 # Folded once this session has started a run (not when it merely looks at someone else's).
 with st.expander("New run", expanded="started_run" not in st.session_state):
@@ -35,7 +36,7 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
         "Corpus (choose others on the Data page)",
         choices,
         index=choices.index(chosen) if chosen in choices else 0,
-        format_func=common.corpus_label,
+        format_func=fmt.corpus_label,
     )
     cols = st.columns(3)
     model = cols[0].selectbox(
@@ -43,8 +44,8 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
         MODEL_NAMES,
         index=MODEL_NAMES.index("modern-nano"),
         help="seed-lstm is the tutorial's network: Embedding 64, two LSTM 128 layers, Dense; "
-        "nano is nanoGPT's CPU shape; modern-nano the same shape with rotary positions, QK-norm, "
-        "a ReLU² MLP, zero-initialised projections, an untied head, a logit cap, trained with Muon",
+        f"nano is nanoGPT's CPU shape; modern-nano the same shape with "
+        f"{', '.join(ablation.modern_changes())}, trained with Muon",
     )
     kind = cols[1].selectbox("Tokenizer", tokenizers.KINDS)
     name = cols[2].text_input("Run name (optional)", max_chars=40)
@@ -60,8 +61,8 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
         else cols[1].number_input(
             "Steps",
             10,
-            common.step_cap(),
-            min(RECIPES.get(model, {}).get("steps", 1000), common.step_cap()),
+            access.step_cap(),
+            min(RECIPES.get(model, {}).get("steps", 1000), access.step_cap()),
             step=100,
             key=f"st-{model}",
         )
@@ -108,15 +109,15 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
         name=name or None,
     )
     try:
-        text = common.load_source(source, clean, column).text
+        text = loaders.load_source(source, clean, column).text
     except LMError as err:  # e.g. offline: say so, and keep the page (and a followed run) working
-        st.error(common.plain(err))
+        st.error(fmt.plain(err))
         text = None
     # Too big for this machine, too long for this server? Said here, before a job is started,
     # by the same checks the trainer makes again.
     fits = text is not None
     try:
-        chars = len(common.distinct_chars(text or "")) if kind == "char" else None  # cached per text
+        chars = len(loaders.distinct_chars(text or "")) if kind == "char" else None  # cached per text
         check = lmdata.form_preflight(model, kind, c, text or "", int(block), spec.epochs, chars)
         have, where = device.available_memory()
         st.caption(
@@ -125,33 +126,33 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
         )
         if "note" in check.estimate:  # a small host: XLA off, so that it fits
             st.caption(check.estimate["note"] + ".")
-        if check.steps > common.step_cap():  # epochs past the server's cap (public mode)
-            cap = common.step_cap()
+        if check.steps > access.step_cap():  # epochs past the server's cap (public mode)
+            cap = access.step_cap()
             st.error(f"About {check.steps:,} steps: this server trains at most {cap:,}; fewer epochs.")
             fits = False
     except LMError as err:
-        st.error(common.plain(err))
+        st.error(fmt.plain(err))
         fits, check = False, None
-    if common.policy().public and not common.actor().admin:
-        st.caption(f"Public mode: {common.caps_text()}")
+    if access.policy().public and not access.actor().admin:
+        st.caption(f"Public mode: {access.caps_text()}")
     preview = replace(c, steps=check.steps if check else c.steps)
     x, y = schedule.lr_curve(preview)
     estimated = " (steps estimated)" if check and check.steps_estimated else ""
-    st.plotly_chart(common.px_line(x, y, "Learning-rate schedule" + estimated), key="lr-preview")
+    st.plotly_chart(charts.px_line(x, y, "Learning-rate schedule" + estimated), key="lr-preview")
 
     if st.button("Start training", type="primary", disabled=not fits):
         try:
-            run_id = queue.launch(root, spec, actor=common.actor(), policy=common.policy())
+            run_id = queue.launch(root, spec, actor=access.actor(), policy=access.policy())
         except LMError as err:  # public mode: one job per visitor, the caps
-            st.error(common.shown(err))
+            st.error(access.shown(err))
         else:
             st.session_state["follow_run"] = st.session_state["started_run"] = run_id
             st.session_state["follow-choice"] = run_id
             st.rerun()
 
 st.subheader("Follow a run")
-active = [r["run_id"] for r in common.run_choices(lambda r: r["status"] == "running")]
-waiting = common.jobs_queue()
+active = [r["run_id"] for r in runlist.run_choices(lambda r: r["status"] == "running")]
+waiting = sidebar.jobs_queue()
 busy = len(queue.active(root))
 st.caption(
     f"Training slots: {busy} of {queue.max_jobs()} busy"
@@ -168,4 +169,4 @@ if st.session_state.get("follow-choice") not in options:
     st.session_state["follow-choice"] = options[0]
 run_id = st.selectbox("Run", options, key="follow-choice")
 st.session_state["follow_run"] = run_id
-common.follow(run_id, common.curve_controls("train"))
+live.follow(run_id, live.curve_controls("train"))

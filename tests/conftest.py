@@ -17,6 +17,17 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 TINY = dict(steps=30, batch_size=8, log_every=10, eval_every=20, eval_batches=2, sample_length=20, seed=7)
 
 
+# The fast lane (pytest -m "not slow") leaves out every test that drives a browser or trains
+# for real: the browser modules, tests that use a trained run's fixture, and those marked slow.
+SLOW_FIXTURES = {"tiny_run", "classifier_run", "one_device", "keras_file", "app", "browser", "page"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.startswith("test_browser") or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path, monkeypatch):
     """No test reads or writes the user's ./runs or ~/.cache."""

@@ -50,7 +50,7 @@ def test_data_page_refuses_a_bad_address():
 
 
 def test_math_page_computes_the_worked_example():
-    at = open_page("math")
+    at = open_page("mathematics")
     assert at.metric[0].value == "2.0000 bits"  # four equally likely symbols
     assert any("0.6, 0.4" in md.value for md in at.markdown)
     assert any("The tutorial writes a sum" in md.value for md in at.markdown)
@@ -67,7 +67,7 @@ def test_math_page_computes_the_worked_example():
 
 def test_math_page_with_a_run_shows_its_probabilities_and_embeddings(tiny_run, monkeypatch):
     monkeypatch.setenv("LMLAB_RUNS_DIR", str(tiny_run.parent))
-    at = open_page("math", timeout=180)
+    at = open_page("mathematics", timeout=180)
     choice = next(s for s in at.selectbox if s.label.startswith("Compare with a trained run"))
     choice.set_value(choice.options[1]).run()
     assert not at.exception, [e.message for e in at.exception]
@@ -108,7 +108,7 @@ import json, sys
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file({APP!r}, default_timeout=60)
 at.run()
-for page in ("data", "math"):
+for page in ("data", "mathematics"):
     at.switch_page(f"pages/{{page}}.py")
     at.run()
     assert not at.exception, at.exception
@@ -126,7 +126,7 @@ print(json.dumps({{"tensorflow": "tensorflow" in sys.modules, "keras": "keras" i
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"tensorflow": False, "keras": False}
 
 
-@pytest.mark.parametrize("page", ["home", "data", "math", "train", "generate", "runs"])
+@pytest.mark.parametrize("page", ["home", "data", "mathematics", "train", "generate", "runs"])
 def test_pages_import_no_tensorflow_directly(page):
     source = (ROOT / "pages" / f"{page}.py").read_text(encoding="utf-8")
     for bad in ("import tensorflow", "import keras", "from tensorflow", "from keras"):
@@ -134,15 +134,15 @@ def test_pages_import_no_tensorflow_directly(page):
 
 
 def test_the_live_view_refreshes_at_the_pace_of_the_logs(tmp_path):
-    from pages import common
+    from dashboard import live
 
     def interval(times):
         (tmp_path / "metrics.jsonl").write_text(
             "".join(json.dumps({"step": i, "time": t}) + "\n" for i, t in enumerate(times))
         )
-        return common.refresh_interval(tmp_path)
+        return live.refresh_interval(tmp_path)
 
-    assert common.refresh_interval(tmp_path) == 2.0  # no records yet
+    assert live.refresh_interval(tmp_path) == 2.0  # no records yet
     assert interval([3.0]) == 2.0
     assert interval([0.0, 4.0, 8.1, 12.0, 16.0]) == 4.0  # the last three gaps: 4.1, 3.9, 4.0
     assert interval([0.0, 0.2, 0.4]) == 1.0  # faster logs: at most once a second

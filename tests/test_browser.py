@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from lmcore.bench.browser import CHROMIUM, FLAGS, choose, curve_points, free_port, settle
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 def _require_browser():
@@ -51,17 +42,11 @@ def _require_browser():
         pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     _require_browser()
     runs_dir = tmp_path_factory.mktemp("browser-runs")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LMLAB_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -121,33 +106,12 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
-def settle(page) -> None:
-    """Wait until Streamlit has finished running the script (no 'Running...' indicator)."""
-    page.wait_for_timeout(300)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
-    )
-
-
 def go(page, name: str) -> None:
     page.get_by_role("link", name=name, exact=True).first.click()
     page.get_by_role("heading", name=name, exact=True).first.wait_for()
     settle(page)
     assert not page.locator('[data-testid="stException"]').count(), f"exception on {name}"
     assert not page.get_by_text("DeltaGenerator").count(), f"Streamlit magic printed an object on {name}"
-
-
-def curve_points(page) -> int:
-    """How many logged steps the live loss chart shows now."""
-    return page.evaluate("""() => {
-        for (const p of document.querySelectorAll('.js-plotly-plot')) {
-            // _fullData holds decoded arrays; the loss panel is the first subplot (axis 'x')
-            for (const t of (p._fullData || [])) {
-                if (t.name === 'train' && t.xaxis === 'x' && t.x) return t.x.length || 0;
-            }
-        }
-        return 0;
-    }""")
 
 
 def status_text(page) -> str:
@@ -171,12 +135,6 @@ def set_number(page, label: str, value) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))
     box.press("Enter")
-    settle(page)
-
-
-def choose(page, label: str, option: str) -> None:
-    page.get_by_role("combobox", name=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
     settle(page)
 
 

@@ -12,69 +12,16 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-from test_browser import (
-    CHROMIUM,
-    FLAGS,
-    _free_port,
-    _require_browser,
-    choose,
-    curve_points,
-    go,
-    settle,
-    status_text,
-    wait_status,
-)
+from test_browser import _require_browser, go, status_text, wait_status
 
 from conftest import ROOT
 from lmcore import runs
-from lmcore.jobs import queue
+from lmcore.bench.browser import CHROMIUM, FLAGS, Server, choose, curve_points, set_field, settle
 
 SHOTS = ROOT / "test-artifacts" / "screenshots-reliability"
-
-
-class Server:
-    """``streamlit run app.py`` on a free port, with its own runs directory and settings."""
-
-    def __init__(self, runs_dir: Path, env: dict | None = None, args: tuple = ()):
-        self.runs_dir, self.port = runs_dir, _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port)]
-        cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", *args]
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env={**os.environ, "LMLAB_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT), **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(240):
-            try:
-                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
-                    return
-            except OSError:
-                time.sleep(0.25)
-        self.stop()
-        pytest.fail("streamlit did not start")
-
-    def stop(self, sig=signal.SIGTERM, jobs_too: bool = True) -> None:
-        """End the server, and (unless told otherwise) the training jobs it started."""
-        if jobs_too and self.runs_dir.is_dir():
-            for run_id in queue.queued(self.runs_dir) + queue.active(self.runs_dir):
-                queue.stop(self.runs_dir, run_id)
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -231,21 +178,6 @@ def test_hostile_uploads_are_refused_or_shown_as_plain_text(browser, tmp_path, t
 
 
 # ---------------------------------------------------------------------------- two users, a queue (12, 13)
-
-
-def set_field(page, label: str, value) -> None:
-    """Type into the one field called ``label`` (after a rerun, a replaced one may linger a moment)."""
-    box = page.get_by_label(label, exact=True)
-    for _ in range(20):
-        if box.count() == 1:
-            box.fill(str(value))
-            box.press("Enter")
-            settle(page)
-            page.wait_for_timeout(300)
-            if box.count() == 1 and box.input_value() == str(value):
-                return
-        page.wait_for_timeout(250)
-    raise AssertionError(f"could not set {label} to {value}")
 
 
 def start_run(page, name: str, steps: int, batch: int) -> None:

@@ -18,7 +18,7 @@ def test_split_is_contiguous_90_10():
 
 def test_windows_targets_are_inputs_shifted_by_one():
     ids = np.arange(50)
-    x, y = windows.windows(ids, 8, [0, 10, 41])
+    x, y = windows.pairs(ids, 8, [0, 10, 41])
     assert x.shape == y.shape == (3, 8)
     assert (y[:, :-1] == x[:, 1:]).all()
     assert x[2].tolist() == list(range(41, 49)) and y[2, -1] == 49

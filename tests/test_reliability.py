@@ -239,7 +239,7 @@ def test_case6_a_50_mb_single_line_file_loads_and_tokenizes_in_bounded_memory(tm
     size = path.stat().st_size
     script = textwrap.dedent(f"""
         import json
-        from lmcore import corpus, tokenizers
+        from lmcore.text import corpus, tokenizers
         c = corpus.load({str(path)!r})
         ids = tokenizers.train("char", c.text).encode(c.text)
         # VmHWM, this process's own peak: getrusage's maxrss would include the peak of the
@@ -635,11 +635,11 @@ def test_case15_the_cli_validates_run_ids_and_names(tiny_run, tmp_path):
 
 def test_case15_uploads_are_saved_inside_the_runs_directory_under_a_safe_name(tmp_path, monkeypatch):
     monkeypatch.setenv("LMLAB_RUNS_DIR", str(tmp_path / "runs"))
-    from pages import common
+    from dashboard import sources
 
     uploads = (tmp_path / "runs").resolve() / ".uploads"
     for name in ("../../../etc/passwd", "/abs/name.txt", "a\x00b.txt", "..", "<script>.md", "x.keras"):
-        path = common.upload_path(name.encode(), name)
+        path = sources.upload_path(name.encode(), name)
         assert path.parent.parent == uploads, (name, path)
         assert path.suffix in (".txt", ".md") and "\x00" not in path.name and not path.name.startswith(".")
 
@@ -704,9 +704,9 @@ def test_case17_xsrf_protection_stays_on():
 
 
 def test_case16_text_shown_by_the_app_is_escaped_for_markdown():
-    from pages import common
+    from dashboard import fmt
 
-    shown = common.plain("<img src=x onerror=alert(1)> [a](javascript:alert(1)) ![i](http://x/i.png) $x$")
+    shown = fmt.plain("<img src=x onerror=alert(1)> [a](javascript:alert(1)) ![i](http://x/i.png) $x$")
     # every character Markdown or HTML would act on is escaped: none stands without a backslash
     assert not re.search(r"(?<!\\)[<>\[\]()!$:]", shown), shown
     assert (
@@ -732,15 +732,15 @@ def test_case14_loading_and_generating_again_and_again_keeps_the_servers_memory_
     TensorFlow's cache for good (+20 MB per nano load); the server decodes without XLA."""
     import gc
 
+    from dashboard import loaders
     from lmcore.generation import decoding
-    from pages import common
 
     def rss_mb() -> float:
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
     sizes = []
     for i in range(12):
-        logits_fn, tok, _ = common.generator(str(tiny_run), "last", float(i))  # as if rewritten
+        logits_fn, tok, _ = loaders.generator(str(tiny_run), "last", float(i))  # as if rewritten
         list(decoding.stream(logits_fn, tok, "The ", 40, decoding.SamplingOptions(0.8, seed=i)))
         del logits_fn
         gc.collect()

@@ -142,6 +142,9 @@ def test_jsonl_lines_cut_inside_a_character_are_skipped(tmp_path):
 # ---------------------------------------------------------------------------- the typed record
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fixture-v0.1-tiny"  # made by lmcore 0.1.0 before issue 14
+# Made by the code before lmcore was split into subpackages (commit 44abd20): modern-nano's
+# switches (rotary, QK-norm, zero-init) and Muon's state in its checkpoint, 40 steps logged every 10.
+MODERN_FIXTURE = Path(__file__).parent / "fixtures" / "fixture-44abd20-modern"
 
 
 def test_the_record_reads_a_run_made_before_it_and_writes_the_same_format(tmp_path):
@@ -171,7 +174,20 @@ def test_the_record_reads_a_run_made_before_it_and_writes_the_same_format(tmp_pa
     assert runs.read_record(run) == record  # one writer, one reader: a round trip
 
 
-def test_a_run_made_before_the_record_lists_generates_and_resumes(tmp_path):
+def _cli(root: Path, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "lmcore", *args, "--runs-dir", str(root)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("FIXTURE", [FIXTURE, MODERN_FIXTURE], ids=["v0.1", "44abd20"])
+def test_a_run_made_before_the_record_lists_generates_and_resumes(tmp_path, FIXTURE):
     root = tmp_path / "runs"
     shutil.copytree(FIXTURE, root / FIXTURE.name)
     assert [r["run_id"] for r in runs.list_runs(root)] == [FIXTURE.name]
@@ -195,3 +211,17 @@ def test_a_run_made_before_the_record_lists_generates_and_resumes(tmp_path):
     steps = [m["step"] for m in runs.read_jsonl(root / FIXTURE.name / "metrics.jsonl")]
     assert steps == [10, 20, 30, 40, 50, 60]  # one continuous curve across the versions
     assert runs.read_record(root / FIXTURE.name).train.schedule_steps == 40  # the old span kept
+
+
+@pytest.mark.parametrize("fixture", [FIXTURE, MODERN_FIXTURE], ids=["v0.1", "44abd20"])
+def test_a_run_made_by_an_earlier_version_fine_tunes(tmp_path, fixture):
+    root = tmp_path / "runs"
+    shutil.copytree(fixture, root / fixture.name)
+    new_text = tmp_path / "new.txt"
+    new_text.write_text((fixture / "corpus.txt").read_text(encoding="utf-8")[::-1], encoding="utf-8")
+    args = ["--from", fixture.name, "--corpus", str(new_text), "--freeze", "1", "--steps", "10"]
+    out = _cli(root, "finetune", *args, "--log-every", "5", "--eval-every", "10", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["status"] == "completed" and result["parent"] == fixture.name
+    assert runs.read_record(Path(result["run_dir"])).parent == fixture.name

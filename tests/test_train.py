@@ -53,7 +53,7 @@ def test_the_checkpoint_reproduces_the_recorded_validation_loss(tiny_run):
     tok = tokenizers.load(tiny_run / "tokenizer.json")
     _, val = windows.split(tok.encode((tiny_run / "corpus.txt").read_text(encoding="utf-8")))
     T, B, nb = config["model"]["block_size"], config["train"]["batch_size"], config["train"]["eval_batches"]
-    x, y = windows.windows(val, T, windows.val_starts(len(val), T, nb * B))
+    x, y = windows.pairs(val, T, windows.val_starts(len(val), T, nb * B))
     model = models.load_model(runs.checkpoint(tiny_run), compile=False)
     logits = model(x).numpy().astype(np.float64)
     logz = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)

@@ -15,6 +15,9 @@ import time
 
 import numpy as np
 
+from lmcore.generation import decoding
+from lmcore.nn import models
+
 GENERATE_CONFIGS = (  # (label, preset, block size)
     ("nano", "nano", 64),
     ("gpt-block256", "nano", 256),
@@ -33,9 +36,6 @@ def _timed(step, first, tokens: int) -> float:
 
 
 def generate_config(label: str, preset: str, block_size: int, batch: int, tokens: int, seed: int = 0) -> dict:
-    from lmcore.generation import decoding
-    from lmcore.nn import models
-
     config = models.make_config(preset, vocab_size=VOCAB, block_size=block_size)
     model = models.build_model(config)
     fn = decoding.LogitsFn(model, config)

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from lmcore import device
+from lmcore.experiments import ablation
 from lmcore.nn import models
 from lmcore.nn.config import DataConfig, make_train_config
 from lmcore.text import corpus, windows
@@ -194,6 +195,48 @@ def _best_ms(fn, *args, reps: int = 20, trials: int = 3) -> float:
     return best
 
 
+def _gemm_only(config, batch: int):
+    """A compiled function doing only a training step's matrix products, on random operands."""
+    B, T, C, H, V = batch, config.block_size, config.n_embd, config.n_head, VOCAB
+    shapes = [(C, 3 * C), (C, C), (C, 4 * C), (4 * C, C)] * config.n_layer + [(C, V)]
+    weights = [tf.random.normal(s) for s in shapes]
+    acts = {k: tf.random.normal((B * T, k)) for k in {s[0] for s in shapes} | {s[1] for s in shapes}}
+    q = tf.random.normal((B, H, T, C // H))
+    att = tf.random.normal((B, H, T, T))
+
+    @tf.function(jit_compile=True)
+    def gemm():
+        out = []
+        for w in weights:
+            k, n = w.shape
+            xs, dy = acts[k], acts[n]
+            out += [tf.reduce_sum(xs @ w), tf.reduce_sum(dy @ tf.transpose(w))]
+            out.append(tf.reduce_sum(tf.transpose(xs) @ dy))
+        for _ in range(config.n_layer):  # QK^T, AV, and their two gradients each
+            out.append(tf.reduce_sum(q @ tf.transpose(q, (0, 1, 3, 2))))
+            out.append(tf.reduce_sum(att @ q))
+            out += [tf.reduce_sum(att @ q), tf.reduce_sum(tf.transpose(att, (0, 1, 3, 2)) @ q)]
+            out += [tf.reduce_sum(att @ q), tf.reduce_sum(tf.transpose(att, (0, 1, 3, 2)) @ q)]
+        return tf.add_n(out)
+
+    return gemm
+
+
+def _keras_step_ms(model, config, c, rng, seed: int) -> float:
+    """Milliseconds per step of the whole Keras step (the run's own loop), best of three."""
+    loop.compile_model(model, c, config.family)
+    model.steps_per_execution = loop.steps_per_execution(c)
+    ids = rng.integers(0, VOCAB, 200_000).astype(np.int32)
+    ds = windows.train_dataset(ids, config.block_size, c.batch_size, seed=seed)
+    model.fit(ds, epochs=1, steps_per_epoch=c.log_every, verbose=0, shuffle=False)  # compile
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        model.fit(ds, epochs=1, steps_per_epoch=c.log_every, verbose=0, shuffle=False)
+        best = min(best, (time.perf_counter() - start) / c.log_every * 1e3)
+    return best
+
+
 def step_profile(batch: int, preset: str = "nano", seed: int = 0) -> dict:
     """Where one training step's time goes: milliseconds of its parts, each XLA-compiled alone.
 
@@ -224,37 +267,7 @@ def step_profile(batch: int, preset: str = "nano", seed: int = 0) -> dict:
             loss = loss_fn(y, model(x, training=True))
         return tape.gradient(loss, model.trainable_variables)
 
-    B, T, C, H, V = batch, config.block_size, config.n_embd, config.n_head, VOCAB
-    shapes = [(C, 3 * C), (C, C), (C, 4 * C), (4 * C, C)] * config.n_layer + [(C, V)]
-    weights = [tf.random.normal(s) for s in shapes]
-    acts = {k: tf.random.normal((B * T, k)) for k in {s[0] for s in shapes} | {s[1] for s in shapes}}
-    q = tf.random.normal((B, H, T, C // H))
-    att = tf.random.normal((B, H, T, T))
-
-    @tf.function(jit_compile=True)
-    def gemm():
-        out = []
-        for w in weights:
-            k, n = w.shape
-            xs, dy = acts[k], acts[n]
-            out += [tf.reduce_sum(xs @ w), tf.reduce_sum(dy @ tf.transpose(w))]
-            out.append(tf.reduce_sum(tf.transpose(xs) @ dy))
-        for _ in range(config.n_layer):  # QK^T, AV, and their two gradients each
-            out.append(tf.reduce_sum(q @ tf.transpose(q, (0, 1, 3, 2))))
-            out.append(tf.reduce_sum(att @ q))
-            out += [tf.reduce_sum(att @ q), tf.reduce_sum(tf.transpose(att, (0, 1, 3, 2)) @ q)]
-            out += [tf.reduce_sum(att @ q), tf.reduce_sum(tf.transpose(att, (0, 1, 3, 2)) @ q)]
-        return tf.add_n(out)
-
-    loop.compile_model(model, c, config.family)
-    model.steps_per_execution = loop.steps_per_execution(c)
-    ds = windows.train_dataset(rng.integers(0, VOCAB, 200_000).astype(np.int32), T, batch, seed=seed)
-    model.fit(ds, epochs=1, steps_per_epoch=c.log_every, verbose=0, shuffle=False)  # compile
-    best = math.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        model.fit(ds, epochs=1, steps_per_epoch=c.log_every, verbose=0, shuffle=False)
-        best = min(best, (time.perf_counter() - start) / c.log_every * 1e3)
+    best = _keras_step_ms(model, config, c, rng, seed)
     fpt = flops_per_token(model, config)
     result = {
         "model": preset,
@@ -262,8 +275,8 @@ def step_profile(batch: int, preset: str = "nano", seed: int = 0) -> dict:
         "forward_ms": _best_ms(forward, x, y),
         "backward_ms": _best_ms(backward, x, y),
         "step_ms": best,
-        "gemm_ms": _best_ms(gemm),
-        "model_gflop_per_step": fpt * B * T / 1e9,
+        "gemm_ms": _best_ms(_gemm_only(config, batch)),
+        "model_gflop_per_step": fpt * batch * config.block_size / 1e9,
     }
     result["gemm_gflops"] = result["model_gflop_per_step"] / result["gemm_ms"] * 1e3
     result["step_gflops"] = result["model_gflop_per_step"] / result["step_ms"] * 1e3
@@ -383,11 +396,9 @@ def startup(model_name: str = "modern-nano", source: str = "builtin:tiny-shakesp
     }
 
 
-def ablation(steps: int = 700, source: str = "builtin:tiny-shakespeare"):
+def ablation_rows(steps: int = 700, source: str = "builtin:tiny-shakespeare"):
     """Yield the time to quality of every variant of :data:`lmcore.experiments.ablation.VARIANTS`, each
     trained the same steps on the same schedule, validated every 50 steps."""
-    from lmcore.experiments import ablation
-
     for label, changes, optimizer in ablation.VARIANTS:
         r = time_to_quality(
             TARGET_LOSS,
@@ -451,7 +462,7 @@ def rows(what: str, target: float = TARGET_LOSS, model: str = "nano", eval_every
         r = startup(model)
         yield r, ", ".join(f"{k} {v}" for k, v in r.items())
     elif what == "ablation":
-        for r in ablation(steps or 700):
+        for r in ablation_rows(steps or 700):
             yield r, f"{r['variant']}: {format_quality(r)}"
     elif what == "train-profile":
         roof = matmul_roof()

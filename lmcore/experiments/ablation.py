@@ -27,6 +27,13 @@ ONE_BY_ONE = {  # each modern change alone
     "untied head": dict(tied_head=False),
     "logit soft-cap": dict(softcap=TRIED["softcap"]),
 }
+
+
+def modern_changes() -> list[str]:
+    """The names of the changes the ``modern-*`` presets switch on (:data:`MODERN`)."""
+    return [name for name, changes in ONE_BY_ONE.items() if changes.items() <= MODERN.items()]
+
+
 VARIANTS = (  # (label, the model's changes on nano, the optimizer)
     ("nano, Adam", {}, ADAM),
     ("nano, Muon", {}, MUON),

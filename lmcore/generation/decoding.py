@@ -493,6 +493,11 @@ def attention_maps(logits_fn: LogitsFn, ids: list[int]) -> np.ndarray:
     return _models().parts(logits_fn.model).attention_weights(ids)
 
 
+def embedding_matrix(logits_fn: LogitsFn) -> np.ndarray:
+    """The token embedding matrix (V, C) of the loaded model."""
+    return _models().embedding_matrix(logits_fn.model)
+
+
 def warm_up(logits_fn: LogitsFn) -> None:
     """Trace and compile the single-row decoder (XLA takes a few seconds on the CPU)."""
     for _ in logits_fn.decoder(1).sample([[0]], 2, SamplingOptions(0)):

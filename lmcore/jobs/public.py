@@ -176,8 +176,6 @@ def disk_usage(root: Path) -> int:
     return _size(Path(root)) if Path(root).is_dir() else 0
 
 
-
-
 def evictions(root: Path) -> list[dict]:
     """The removals made to keep the disk budget, oldest first."""
     return runs.read_jsonl(runs.evictions_path(root))

@@ -4,7 +4,7 @@ and the pages share.
 The command line parses its options into one of these (:func:`lmcore.cli.spec_from_argv`); a
 page builds one from its widgets; the job layer keeps it as JSON beside the job, and the
 job's child rebuilds it and runs it with the command line's own code
-(``python -m lmcore run SPEC.json``, :func:`lmcore.jobs.runner.execute`). So a page never
+(``python -m lmcore run SPEC.json``, :func:`lmcore.runner.execute`). So a page never
 writes a command line, and a job runs exactly what the command would. These are records
 only: nothing here imports training, so what needs a record imports only the record.
 """

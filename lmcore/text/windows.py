@@ -42,7 +42,7 @@ def check_length(train_ids: np.ndarray, val_ids: np.ndarray, block_size: int) ->
         )
 
 
-def windows(ids: np.ndarray, block_size: int, starts) -> tuple[np.ndarray, np.ndarray]:
+def pairs(ids: np.ndarray, block_size: int, starts) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets) for windows beginning at ``starts``: shapes (N, T) and (N, T)."""
     idx = np.asarray(starts)[:, None] + np.arange(block_size + 1)  # (N, T+1)
     w = ids[idx]
@@ -151,5 +151,5 @@ def val_dataset(ids: np.ndarray, block_size: int, batch_size: int, max_batches: 
     import tensorflow as tf
 
     starts = val_starts(len(ids), block_size, max_batches * batch_size)
-    x, y = windows(ids, block_size, starts)
+    x, y = pairs(ids, block_size, starts)
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(2)

@@ -107,7 +107,7 @@ def build_classifier(parent: transfer.Parent, s: transfer.Surgery, n_labels: int
     import keras
     from keras import layers
 
-    from lmcore.nn import models
+    from lmcore.nn import models  # Keras, to build: the Fine-tune page imports this module
 
     lm = transfer.build_from_parent(parent, s, scratch=scratch)
     kept = parent.model_config.n_layer - s.drop_top
@@ -278,7 +278,7 @@ def train(
     held-out split (within a shared server's ``limits``, if any)."""
     import keras
 
-    from lmcore.training import loop
+    from lmcore.training import loop  # TensorFlow, to train: the Fine-tune page imports this module
 
     transfer.check_surgery(parent.model_config, s)
     encoded = _encode_splits(parent, data)
@@ -309,7 +309,7 @@ class Predictor:
     """A trained classifier run, loaded once, labeling texts."""
 
     def __init__(self, run_dir: Path):
-        from lmcore.nn import models
+        from lmcore.nn import models  # Keras, to load: the Fine-tune page imports this module
 
         self.record = runs.read_record(run_dir)
         if self.record is None or self.record.task != "classify":

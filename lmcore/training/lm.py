@@ -113,6 +113,7 @@ def start(
     ``limits`` are a shared server's caps (:class:`lmcore.jobs.public.Limits`), if any.
     """
     from lmcore.training import loop  # TensorFlow, to train: not at the command line's start
+
     strat = distribute.make_strategy(strategy)  # before TensorFlow runs anything
     info = {**device.describe(), **distribute.describe(strat)}
     device.setup(info)
@@ -177,6 +178,7 @@ def resume(
     end train at its final rate (``schedule_steps`` in the record keeps the span).
     """
     from lmcore.training import loop  # TensorFlow, to train: not at the command line's start
+
     if runs.read_status(run_dir).get("status") == "running":
         raise LMError(f"run {run_dir.name} is still training")
     with runs.training_lock(run_dir):

@@ -145,7 +145,7 @@ def build_from_parent(parent: Parent, s: Surgery, scratch: bool = False):
     same network untrained, with the same layers frozen (the comparison's from-scratch
     baseline).
     """
-    from lmcore.nn import models
+    from lmcore.nn import models  # Keras, to build: the Fine-tune page draws the plan without it
 
     model = models.build_model(child_model_config(parent.model_config, s))
     kept = parent.model_config.n_layer - s.drop_top

@@ -13,27 +13,26 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard import fmt, math_views, nav, runlist
 from lmcore import LMError, runs
 from lmcore.explain import embeddings, info
 from lmcore.text import corpus
-from pages import common
-from pages import math_support as ms
 
-common.route_through_app()
+nav.enter()
 
 st.title("Math")
-key = ms.corpus_key()
+key = math_views.corpus_key()
 source = key[0]
 try:
-    ms.corpus_text(key)
+    math_views.corpus_text(key)
 except LMError as err:  # e.g. an address that no longer answers
     st.error(f"The corpus chosen on the Data page cannot be loaded: {err}")
     st.stop()
-finished = common.run_choices(lambda r: runs.existing_checkpoint(Path(r["path"])) is not None)
-labels = ["none"] + [common.run_label(r) for r in finished]
+finished = runlist.run_choices(lambda r: runs.existing_checkpoint(Path(r["path"])) is not None)
+labels = ["none"] + [runlist.run_label(r) for r in finished]
 choice = st.selectbox("Compare with a trained run (loads its model)", labels)
 run = finished[labels.index(choice) - 1] if choice != "none" else None
-st.caption(f"Corpus: `{common.corpus_label(source)}` (choose another on the Data page)")
+st.caption(f"Corpus: `{fmt.corpus_label(source)}` (choose another on the Data page)")
 
 st.header("1. Entropy")
 st.markdown(r"$H(p) = -\sum_i p_i \log_2 p_i$ bits: how uncertain the next symbol is. A fair coin has 1 bit.")
@@ -71,15 +70,13 @@ except (ValueError, TypeError) as err:
 st.header("3. Conditional probability and Bayes' theorem")
 unit = st.radio("Tokens", ["characters", "words"], horizontal=True, key="bayes-unit")
 try:
-    counts = ms.bigram_model(key, unit, 0.0)
+    counts = math_views.bigram_model(key, unit, 0.0)
     cols = st.columns(2)
-    prev = cols[0].selectbox("Previous token a", counts.vocab[:200], format_func=common.show_token)
+    prev = cols[0].selectbox("Previous token a", counts.vocab[:200], format_func=fmt.show_token)
     top = counts.next_distribution(prev)
-    fig = px.bar(
-        x=[common.show_token(t) for t, _ in top], y=[p for _, p in top], labels={"x": "next", "y": "P"}
-    )
-    cols[0].plotly_chart(fig.update_layout(title=f"P(next | {common.show_token(prev)})", height=300))
-    nxt = cols[1].selectbox("Next token b", [t for t, _ in top], format_func=common.show_token)
+    fig = px.bar(x=[fmt.show_token(t) for t, _ in top], y=[p for _, p in top], labels={"x": "next", "y": "P"})
+    cols[0].plotly_chart(fig.update_layout(title=f"P(next | {fmt.show_token(prev)})", height=300))
+    nxt = cols[1].selectbox("Next token b", [t for t, _ in top], format_func=fmt.show_token)
     p_a, p_b = counts.pair_marginals(prev, nxt)
     posterior = info.bayes(counts.cond(nxt, prev), p_a, p_b)
     cols[1].markdown(
@@ -100,7 +97,7 @@ st.markdown(
 sentence = st.text_input("Sentence", "The object is returned by the function.")
 scored = {}
 try:
-    bigram = ms.bigram_model(key, "characters", 1.0)
+    bigram = math_views.bigram_model(key, "characters", 1.0)
     scored["bigram model of the corpus (characters, add-one smoothing)"] = bigram.sequence_probs(sentence)
     unseen = sorted({c for c in sentence if c not in bigram.unigrams})
     if unseen:
@@ -108,7 +105,7 @@ try:
 except ValueError as err:
     st.warning(f"Not enough text for a bigram model: {err}")
 if run is not None:
-    scored[f"run {run['run_id']}"] = ms.run_token_probs(run["path"], sentence)
+    scored[f"run {run['run_id']}"] = math_views.run_token_probs(run["path"], sentence)
 for name, probs in scored.items():
     if len(probs) == 0:
         st.warning(f"{name}: the sentence needs at least two known tokens")
@@ -162,7 +159,7 @@ st.markdown(
     "uncertainty (high orders underestimate on small corpora: most long contexts are seen once)."
 )
 try:
-    curve = ms.ngram_curve(key)
+    curve = math_views.ngram_curve(key)
 except ValueError as err:
     st.warning(f"Not enough text for these estimates: {err}")
     curve = []
@@ -171,9 +168,9 @@ if source == "builtin:markov":
     floor = info.markov_entropy_rate(corpus.markov_chain()[1])
     fig.add_hline(y=floor, line_dash="dot", annotation_text=f"true entropy rate {floor:.4f}")
 if run is not None and run.get("best_val_loss") is not None:
-    bpc = ms.run_bits_per_char(run["path"])
+    bpc = math_views.run_bits_per_char(run["path"])
     same = run["corpus"] == source
-    note = "" if same else f" — trained on {common.corpus_label(run['corpus'])}, not this corpus"
+    note = "" if same else f" — trained on {fmt.corpus_label(run['corpus'])}, not this corpus"
     fig.add_hline(
         y=bpc,
         line_color="crimson" if same else "gray",
@@ -187,9 +184,9 @@ st.header("7. Embeddings")
 if run is None:
     st.info("Choose a trained run at the top of the page to see its embeddings.")
     st.stop()
-vectors, names = ms.run_embeddings(run["path"])
+vectors, names = math_views.run_embeddings(run["path"])
 points, explained = embeddings.pca_2d(vectors)
-fig = px.scatter(x=points[:, 0], y=points[:, 1], text=[common.show_token(n) for n in names])
+fig = px.scatter(x=points[:, 0], y=points[:, 1], text=[fmt.show_token(n) for n in names])
 st.plotly_chart(
     fig.update_traces(textposition="top center").update_layout(
         title=f"Token embeddings, PCA ({explained[0]:.0%} + {explained[1]:.0%} of the variance)", height=450
@@ -197,22 +194,22 @@ st.plotly_chart(
 )
 cols = st.columns(2)
 query = cols[0].selectbox(
-    "Nearest neighbours of", range(len(names)), format_func=lambda i: common.show_token(names[i])
+    "Nearest neighbours of", range(len(names)), format_func=lambda i: fmt.show_token(names[i])
 )
 cols[0].dataframe(
-    pd.DataFrame(ms.neighbours(vectors, names, query), columns=["token", "cosine"]), hide_index=True
+    pd.DataFrame(math_views.neighbours(vectors, names, query), columns=["token", "cosine"]), hide_index=True
 )
 a, b, c = (
     cols[1].selectbox(
         f"{lbl}",
         range(len(names)),
         index=min(i, len(names) - 1),
-        format_func=lambda i: common.show_token(names[i]),
+        format_func=lambda i: fmt.show_token(names[i]),
         key=f"an-{lbl}",
     )
     for i, lbl in ((0, "a"), (1, "minus b"), (2, "plus c"))
 )
 cols[1].caption("The tutorial's idea: vector(a) − vector(b) + vector(c) lands near a related token.")
 cols[1].dataframe(
-    pd.DataFrame(ms.analogy(vectors, names, a, b, c), columns=["token", "cosine"]), hide_index=True
+    pd.DataFrame(math_views.analogy(vectors, names, a, b, c), columns=["token", "cosine"]), hide_index=True
 )

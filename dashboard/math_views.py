@@ -13,18 +13,17 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from dashboard import fmt, loaders
 from lmcore import runs
 from lmcore.explain import embeddings, info
-from lmcore.text import tokenizers
-from pages import common
+from lmcore.generation import decoding
+from lmcore.text import corpus, tokenizers
 
 CorpusKey = tuple  # (source, sorted cleaning items, CSV text column): hashable, for the caches
 
 
 def corpus_key() -> CorpusKey:
     """The corpus chosen on the Data page (or the default)."""
-    from lmcore.text import corpus
-
     state = st.session_state
     clean = tuple(sorted((state.get("corpus_clean") or {}).items()))
     return (state.get("corpus_source") or corpus.DEFAULT_SOURCE, clean, state.get("corpus_text_column"))
@@ -32,7 +31,7 @@ def corpus_key() -> CorpusKey:
 
 def corpus_text(key: CorpusKey) -> str:
     source, clean, column = key
-    return common.load_source(source, dict(clean), column).text
+    return loaders.load_source(source, dict(clean), column).text
 
 
 def corpus_tokens(key: CorpusKey, unit: str) -> list[str]:
@@ -55,13 +54,11 @@ def ngram_curve(key: CorpusKey) -> list[float]:
 
 def _loaded(run_path: str):
     ckpt = runs.existing_checkpoint(Path(run_path), "best")
-    return common.generator(run_path, ckpt.stem, ckpt.stat().st_mtime)
+    return loaders.generator(run_path, ckpt.stem, ckpt.stat().st_mtime)
 
 
 def run_token_probs(run_path: str, sentence: str) -> np.ndarray:
     """P(token_i | tokens before it) under the run's model (its best checkpoint)."""
-    from lmcore.generation import decoding
-
     logits_fn, tok, _ = _loaded(run_path)
     ids = [int(i) for i in tok.encode(sentence)]
     return decoding.token_probs(logits_fn, ids) if len(ids) >= 2 else np.array([])
@@ -85,17 +82,15 @@ def run_bits_per_char(run_path: str) -> float:
 
 def run_embeddings(run_path: str) -> tuple[np.ndarray, list[str]]:
     """(embedding matrix (V, C), token names) of a run's model, at most the 300 first tokens."""
-    from lmcore.nn import models
-
     logits_fn, tok, _ = _loaded(run_path)
-    vectors = models.embedding_matrix(logits_fn.model)[:300]
+    vectors = decoding.embedding_matrix(logits_fn)[:300]
     return vectors, [tok.token(i) for i in range(len(vectors))]
 
 
 def neighbours(vectors, names, query: int, k: int = 8) -> list[tuple[str, float]]:
     found = embeddings.cosine_neighbours(vectors, vectors[query], k, exclude=(query,))
-    return [(common.show_token(names[i]), round(s, 4)) for i, s in found]
+    return [(fmt.show_token(names[i]), round(s, 4)) for i, s in found]
 
 
 def analogy(vectors, names, a: int, b: int, c: int) -> list[tuple[str, float]]:
-    return [(common.show_token(names[i]), round(s, 4)) for i, s in embeddings.analogy(vectors, a, b, c)]
+    return [(fmt.show_token(names[i]), round(s, 4)) for i, s in embeddings.analogy(vectors, a, b, c)]

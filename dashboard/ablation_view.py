@@ -8,35 +8,35 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard import access, fmt
 from lmcore import LMError, runs
 from lmcore.experiments import ablation
 from lmcore.jobs import queue
-from pages import common
 
 
 def start_button(root: Path) -> None:
     """One button that queues the ablation's runs on the session's corpus (or Tiny Shakespeare)."""
     source = st.session_state.get("corpus_source") or "builtin:tiny-shakespeare"
     cols = st.columns([3, 1])
-    cap = common.step_cap(2000)  # a public server's cap may be under the default
+    cap = access.step_cap(2000)  # a public server's cap may be under the default
     low = min(100, cap)
     steps = cols[1].number_input("Steps per run", low, cap, min(700, cap), step=100, key="abl-steps")
-    where = common.plain(common.corpus_label(source))
+    where = fmt.plain(fmt.corpus_label(source))
     cols[0].caption(
         f"{len(ablation.VARIANTS)} runs of `nano`'s shape on {where}, the same steps and schedule "
         "each: Adam, then Muon, then each modern change alone, then all of them. They wait in the "
         "queue and train one after another."
     )
-    if common.policy().public and not common.actor().admin:
+    if access.policy().public and not access.actor().admin:
         st.caption("On this shared server the ablation is the presenter's (admin) to start.")
         return
     if st.button(f"Train the ablation ({len(ablation.VARIANTS)} runs)"):
         try:
             for spec in ablation.variant_specs(source, int(steps)):
-                queue.launch(root, spec, actor=common.actor(), policy=common.policy())
+                queue.launch(root, spec, actor=access.actor(), policy=access.policy())
             st.toast("Queued: follow them on the Train page; the table below fills as they validate.")
         except LMError as err:
-            st.error(common.shown(err))
+            st.error(access.shown(err))
 
 
 def show(root: Path, rows: list[dict]) -> None:

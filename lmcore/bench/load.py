@@ -1,9 +1,9 @@
 """Load measurements of the dashboard in a real browser (issue 6, cases 13 and 14).
 
-    python bench/load.py follow [--sessions 8] [--seconds 120]   # many followers of one live run
-    python bench/load.py cycles [--cycles 50]                    # train/generate cycles, one session
-    python bench/load.py overhead [--rounds 3] [--steps 400]     # live curves' cost to training speed
-    python bench/load.py memory [--steps 1000] [--env K=V ...]   # peak memory of one default run
+    python -m lmcore.bench.load follow [--sessions 8] [--seconds 120]   # many followers of one live run
+    python -m lmcore.bench.load cycles [--cycles 50]                    # train/generate cycles, one session
+    python -m lmcore.bench.load overhead [--rounds 3] [--steps 400]     # live curves' cost to training speed
+    python -m lmcore.bench.load memory [--steps 1000] [--env K=V ...]   # peak memory of one default run
 
 ``follow`` starts ``streamlit run app.py`` with two training slots, launches two runs through
 ``lmcore.jobs.queue`` (the same child processes the Train page starts), opens ``--sessions`` browser
@@ -29,7 +29,7 @@ kernel cannot reclaim) and their proportional share (Pss: shared library pages c
 It reports each part's peak and the peak of their sum, the host's figure for a deployment.
 
 All four print one JSON object at the end. They use Debian's Chromium and Playwright, like
-``tests/test_browser.py``, whose page helpers they share. Loops are bounded by their arguments.
+the page tests, whose helpers they share (:mod:`lmcore.bench.browser`). Loops are bounded by their arguments.
 """
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from lmcore import runs
+from lmcore.bench.browser import CHROMIUM, FLAGS, ROOT, Server, choose, curve_points, set_field, settle
+from lmcore.jobs import queue, specs
+from lmcore.nn.config import DataConfig, make_train_config
 
-from test_browser import CHROMIUM, FLAGS, choose, curve_points, settle  # noqa: E402
-from test_browser_reliability import Server, set_field  # noqa: E402
 
-from lmcore import cli, runs  # noqa: E402
-from lmcore.jobs import queue  # noqa: E402
+def train_spec(model: str, **train) -> specs.TrainSpec:
+    """A job on the Python docs, as the Train page hands one to the queue."""
+    return specs.TrainSpec(model, DataConfig(source="builtin:python-docs"), make_train_config(model, **train))
 
 
 class Sampler(threading.Thread):
@@ -120,6 +121,32 @@ def follow(page, run_id: str) -> None:
     page.locator(".js-plotly-plot").first.wait_for()
 
 
+def _follow_and_reload(browser, url: str, run_id: str, args, loads: list, grown: list) -> int:
+    """``args.sessions`` sessions follow ``run_id``; reload them in turn for ``args.seconds``,
+    timing each load into ``loads``; ``grown`` gets whether each session's curve grew.
+    Returns the number of exceptions the pages show."""
+    contexts = [browser.new_context(viewport={"width": 1300, "height": 1800}) for _ in range(args.sessions)]
+    pages = []
+    for context in contexts:
+        page, seconds = open_follower(context, url, run_id)
+        pages.append(page)
+        loads.append(seconds)
+    first_points = [curve_points(page) for page in pages]
+    deadline = time.time() + args.seconds
+    n = 0
+    while time.time() < deadline:  # reload the sessions in turn; the others keep polling
+        page = pages[n % len(pages)]
+        t0 = time.perf_counter()
+        page.reload()
+        follow(page, run_id)
+        loads.append(time.perf_counter() - t0)
+        n += 1
+    for page, before in zip(pages, first_points, strict=True):
+        page.wait_for_timeout(1500)
+        grown.append(curve_points(page) > before)
+    return sum(page.locator('[data-testid="stException"]').count() for page in pages)
+
+
 def bench_follow(args) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -127,12 +154,8 @@ def bench_follow(args) -> dict:
     os.environ["LMLAB_MAX_JOBS"] = "2"  # for the jobs launched here and by the server
     server = Server(runs_dir, env={"LMLAB_MAX_JOBS": "2"})
     url = server.url
-    train = ["--corpus", "builtin:python-docs", "--model", args.model, "--steps", "100000"]
-    train += ["--log-every", "10", "--sample-length", "50"]
-    ids = [
-        queue.launch(runs_dir, cli.spec_from_argv(["train", *train]), name, args.model)
-        for name in ("followed", "other")
-    ]
+    spec = train_spec(args.model, steps=100_000, log_every=10, sample_length=50)
+    ids = [queue.launch(runs_dir, spec, name, args.model) for name in ("followed", "other")]
     sampler = Sampler(server.proc.pid)
     loads, grown = [], []
     try:
@@ -141,28 +164,7 @@ def bench_follow(args) -> dict:
         sampler.start()
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            contexts = [
-                browser.new_context(viewport={"width": 1300, "height": 1800}) for _ in range(args.sessions)
-            ]
-            pages = []
-            for context in contexts:
-                page, seconds = open_follower(context, url, ids[0])
-                pages.append(page)
-                loads.append(seconds)
-            first_points = [curve_points(page) for page in pages]
-            deadline = time.time() + args.seconds
-            n = 0
-            while time.time() < deadline:  # reload the sessions in turn; the others keep polling
-                page = pages[n % len(pages)]
-                t0 = time.perf_counter()
-                page.reload()
-                follow(page, ids[0])
-                loads.append(time.perf_counter() - t0)
-                n += 1
-            for page, before in zip(pages, first_points, strict=True):
-                page.wait_for_timeout(1500)
-                grown.append(curve_points(page) > before)
-            exceptions = sum(page.locator('[data-testid="stException"]').count() for page in pages)
+            exceptions = _follow_and_reload(browser, url, ids[0], args, loads, grown)
             browser.close()
     finally:
         sampler.running = False
@@ -224,7 +226,7 @@ def bench_overhead(args) -> dict:
                         subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
                     else:
                         run_id = queue.launch(
-                            runs_dir, cli.spec_from_argv(["train", *train]), "dashboard", "nano"
+                            runs_dir, train_spec("nano", steps=args.steps, seed=1), "dashboard", "nano"
                         )
                         while not (runs_dir / run_id / "metrics.jsonl").is_file():
                             queue.dispatch(runs_dir)  # as a polling page does, if the last job still exits

@@ -1,0 +1,68 @@
+"""The shared sidebar: the device, the runs folder or the admin unlock, and the jobs training now."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import access, fmt
+from lmcore import device, runs
+from lmcore.jobs import queue
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    gpus = device.gpu_names_without_tf()
+    return f"GPU ({gpus[0]})" if gpus else "CPU"
+
+
+@st.cache_resource(show_spinner="Checking the GPU…")
+def unused_gpu() -> str | None:
+    """Said once per server: a GPU TensorFlow cannot use (checked in a child process)."""
+    return device.unused_gpu_message()
+
+
+def draw() -> None:
+    """The shared sidebar: the device, the runs folder (not in public mode), the admin unlock
+    (public mode), and the jobs training now, refreshed at the live view's pace while any is."""
+    with st.sidebar:
+        st.caption(f"**Device:** {device_label()}")
+        if device_label() != "CPU" and unused_gpu():
+            st.warning(fmt.plain(unused_gpu()))
+        if not access.policy().public:
+            st.caption(f"**Runs:** `{access.runs_root().resolve()}`")
+        else:
+            access.admin_unlock()
+        live = bool(queue.active(access.runs_root()) or queue.queued(access.runs_root()))
+
+        @st.fragment(run_every=st.session_state.get("live_pace", 2.0) if live else None)
+        def jobs_now():
+            if not training_now() and live:
+                st.rerun()  # all finished: redraw once, without the timer
+
+        jobs_now()
+
+
+def training_now() -> bool:
+    """List the runs training now, those still loading, and the queue; False if none."""
+    root = access.runs_root()
+    waiting = jobs_queue()
+    running = {r["run_id"]: r for r in runs.list_runs(root) if r["status"] == "running"}
+    comparison = lambda j: runs.read_comparison(root, j) is not None  # noqa: E731 (its runs are listed)
+    loading = [j for j in queue.active(root) if j not in running and not comparison(j)]
+    if running or loading:
+        st.caption("**Training now:**")
+        for r in running.values():
+            st.caption(f"• {r['run_id']} — step {r['step']}/{r['steps']}")
+        for run_id in loading:
+            st.caption(f"• {run_id} — starting")
+    else:
+        st.caption("No training in progress.")
+    if waiting:
+        st.caption(f"**Queued:** {len(waiting)} (they start as training slots free)")
+    return bool(running or loading or waiting or queue.active(root))
+
+
+def jobs_queue() -> list[str]:
+    """Ids of the jobs waiting for a training slot (starting any whose slot has freed)."""
+    queue.dispatch(access.runs_root())
+    return queue.queued(access.runs_root())
