@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from lmcore.bench import train_speed
 from lmcore.nn import models
@@ -42,6 +44,7 @@ def test_the_roof_is_a_real_measurement():
     assert 0.1 < roof < 1e5  # GFLOP/s: positive and physically plausible for a CPU or GPU
 
 
+@pytest.mark.slow  # trains for real
 def test_bench_train_times_a_tiny_model_and_reports_mfu(monkeypatch):
     from lmcore import device
 
@@ -63,6 +66,7 @@ def test_bench_rejects_an_unknown_benchmark_in_one_line():
     assert "train-to-quality" in out.stderr
 
 
+@pytest.mark.slow  # trains for real
 def test_time_to_quality_reports_the_first_validation_under_the_target(small_file):
     r = train_speed.time_to_quality(
         target=10.0, model_name="tiny", source=str(small_file), eval_every=10, steps=20, batch_size=4
@@ -77,6 +81,7 @@ def test_time_to_quality_reports_the_first_validation_under_the_target(small_fil
     json.dumps(r)  # the --json line
 
 
+@pytest.mark.slow  # trains for real
 def test_the_plain_keras_reference_trains_the_same_shape_without_xla():
     r = train_speed.plain_keras(batch=2, preset="tiny", intervals=1, steps=2)
     assert r["jit"] is False and r["tokens_per_s"] > 0 and r["block_size"] == 32
@@ -84,6 +89,7 @@ def test_the_plain_keras_reference_trains_the_same_shape_without_xla():
     assert abs(r["parameters"] - ours) / ours < 0.2  # biases and an untied head aside, the same size
 
 
+@pytest.mark.slow  # trains for real
 def test_the_gpu_bench_trains_each_model_and_reports_speed_mfu_and_loss(monkeypatch, small_file):
     """``bench gpu`` on this CPU: the same rows a GPU host records, in float32 here."""
     monkeypatch.setattr(train_speed, "matmul_roof", lambda **kw: 100.0)

@@ -58,6 +58,7 @@ def assert_one_line_error(proc, *words):
         assert word in lines[0], lines[0]
 
 
+@pytest.mark.slow  # trains for real
 def test_train_runs_and_generate_end_to_end(small_file, tmp_path):
     runs_dir = tmp_path / "runs"
     proc = lmcore(
@@ -114,6 +115,7 @@ def test_train_runs_and_generate_end_to_end(small_file, tmp_path):
     assert by_path == a
 
 
+@pytest.mark.slow  # trains for real
 def test_epochs_become_steps(small_file, tmp_path):
     # 30,000 chars -> 27,000 training tokens; 0.01 epochs of 8 x 32 tokens = ceil(1.05) = 2 steps
     proc = lmcore(

@@ -44,6 +44,7 @@ def test_no_gpu_means_nothing_to_say(monkeypatch, tmp_path):
     assert device.unused_gpu_message(tf_gpus=0) is None
 
 
+@pytest.mark.slow  # trains for real
 def test_the_command_line_says_so_when_it_trains(gpu_on_path, small_file, tmp_path):
     args = ["train", "--corpus", str(small_file), "--model", "tiny", "--steps", "2", "--batch-size", "4"]
     args += ["--log-every", "1", "--eval-batches", "1", "--sample-length", "0", "--runs-dir", str(tmp_path)]

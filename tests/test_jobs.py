@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from lmcore import cli, runs
 from lmcore.jobs import queue
 
@@ -41,6 +43,7 @@ def finished(state: dict) -> bool:
     return state["status"] in ("completed", "stopped", "failed", "interrupted")
 
 
+@pytest.mark.slow  # trains for real
 def test_a_relative_runs_dir_means_the_same_folder_to_the_app_and_the_child(
     small_file, tmp_path, monkeypatch
 ):
@@ -69,6 +72,7 @@ def test_a_refused_job_reports_its_one_line_error_and_leaves_no_run(tmp_path):
     assert not (tmp_path / run_id).exists()
 
 
+@pytest.mark.slow  # trains for real
 def test_stop_works_while_loading_and_while_training(small_file, tmp_path):
     early = queue.launch(
         tmp_path,

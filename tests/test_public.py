@@ -115,6 +115,7 @@ def _cli(*args, env=None, timeout=300):
     )
 
 
+@pytest.mark.slow  # trains for real
 def test_the_trainer_keeps_the_caps_it_is_given_steps_after_epochs_and_the_deadline(small_file, tmp_path):
     tiny = ["--corpus", str(small_file), "--model", "tiny", "--runs-dir", str(tmp_path), "--batch-size", "8"]
     capped = {"LMLAB_JOB_MAX_STEPS": "100"}
@@ -222,6 +223,7 @@ def _memory_cgroup() -> tuple[Path, str, str] | None:
     return None
 
 
+@pytest.mark.slow  # trains for real
 def test_a_trainer_killed_by_the_kernel_for_memory_leaves_its_run_failed_with_the_reason(
     small_file, tmp_path
 ):

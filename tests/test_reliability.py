@@ -181,6 +181,7 @@ def test_case4_one_invalid_byte_in_a_large_utf8_file_is_replaced_and_reported(tm
     assert results[0].text == results[1].text
 
 
+@pytest.mark.slow  # trains for real
 def test_case3_4_5_the_cli_decodes_normalizes_and_reports(tmp_path, small_text):
     """One CLI run: a BOM, CRLF, lone CR, U+2028, decomposed accents and one invalid byte."""
     body = small_text[:20_000].replace("\n", "\r\n", 50).replace("\n", "\r", 50) + "\u2028"
@@ -337,6 +338,7 @@ def test_case7_the_generate_page_says_what_it_did_with_the_prompt(tiny_run):
 # ---------------------------------------------------------------------------- 8. divergence
 
 
+@pytest.mark.slow  # trains for real
 def test_case8_a_loss_that_becomes_nan_fails_the_run_and_keeps_the_last_good_checkpoint(small_file, tmp_path):
     from lmcore.nn import models
 
@@ -367,6 +369,7 @@ def test_case8_a_loss_that_becomes_nan_fails_the_run_and_keeps_the_last_good_che
     assert proc.returncode == 0, proc.stderr  # the last good checkpoint still generates
 
 
+@pytest.mark.slow  # trains for real
 def test_case8_the_cli_reports_a_diverging_run_as_failed(small_file, tmp_path):
     args = ["--steps", "20", *FAST, "--optimizer", "sgd", "--lr", "1e12", "--clipnorm", "0", "--json"]
     proc = lmcore("train", "--corpus", str(small_file), *args, runs_dir=tmp_path / "runs")
@@ -409,6 +412,7 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow  # trains for real
 def test_case9_sigkill_during_a_checkpoint_write_loses_nothing(small_file, tmp_path):
     from lmcore.nn import models
 
@@ -500,6 +504,7 @@ def test_case11_the_train_page_refuses_an_absurd_batch_and_stays_usable(tmp_path
     assert any("Training needs about" in c.value for c in at.caption)
 
 
+@pytest.mark.slow  # trains for real
 def test_case11_running_out_of_memory_anyway_is_caught_and_explained(small_file, tmp_path):
     """The estimate passes; a 3 GB address-space limit then makes TensorFlow's allocation fail."""
     args = ["--steps", "2", "--model", "tiny", "--batch-size", "500", "--block-size", "256"]
@@ -543,6 +548,7 @@ def test_case12_the_job_limit_comes_from_the_environment(monkeypatch):
             queue.max_jobs()
 
 
+@pytest.mark.slow  # trains for real
 def test_case12_jobs_beyond_the_limit_queue_and_start_when_a_slot_frees(small_file, tmp_path, monkeypatch):
     monkeypatch.setenv("LMLAB_MAX_JOBS", "1")
     root = tmp_path / "runs"

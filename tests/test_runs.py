@@ -186,6 +186,7 @@ def _cli(root: Path, *args):
     )
 
 
+@pytest.mark.slow  # trains for real
 @pytest.mark.parametrize("FIXTURE", [FIXTURE, MODERN_FIXTURE], ids=["v0.1", "44abd20"])
 def test_a_run_made_before_the_record_lists_generates_and_resumes(tmp_path, FIXTURE):
     root = tmp_path / "runs"
@@ -213,6 +214,7 @@ def test_a_run_made_before_the_record_lists_generates_and_resumes(tmp_path, FIXT
     assert runs.read_record(root / FIXTURE.name).train.schedule_steps == 40  # the old span kept
 
 
+@pytest.mark.slow  # trains for real
 @pytest.mark.parametrize("fixture", [FIXTURE, MODERN_FIXTURE], ids=["v0.1", "44abd20"])
 def test_a_run_made_by_an_earlier_version_fine_tunes(tmp_path, fixture):
     root = tmp_path / "runs"

@@ -57,6 +57,7 @@ def test_a_spec_from_elsewhere_is_refused_in_one_line(tmp_path):
         cli.spec_from_argv(["runs"])
 
 
+@pytest.mark.slow  # trains for real
 def test_run_executes_a_saved_spec_as_the_command_would(small_file, tmp_path):
     spec = cli.spec_from_argv(
         ["train", "--corpus", str(small_file), "--model", "tiny", "--steps", "20", "--batch-size", "8"]

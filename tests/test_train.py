@@ -62,6 +62,7 @@ def test_the_checkpoint_reproduces_the_recorded_validation_loss(tiny_run):
     assert math.isclose(nll.mean(), recorded, rel_tol=1e-4)
 
 
+@pytest.mark.slow  # trains for real
 def test_stop_request_is_honoured_within_one_step_then_resume_continues(small_file, tmp_path):
     job = prepare(small_file)
 
@@ -93,6 +94,7 @@ def test_stop_request_is_honoured_within_one_step_then_resume_continues(small_fi
     assert runs.read_json(run / "config.json")["train"]["steps"] == 40
 
 
+@pytest.mark.slow  # trains for real
 def test_a_diverging_run_fails_with_the_reason(small_file, tmp_path):
     job = prepare(small_file, optimizer="sgd", lr=1e12, clipnorm=0.0, schedule="constant")
     result = lm.start(job, tmp_path)
@@ -140,6 +142,7 @@ def test_the_tutorials_exponential_decay():
     assert math.isclose(float(lr(100_000)), 0.0096, rel_tol=1e-6)
 
 
+@pytest.mark.slow  # trains for real
 @pytest.mark.parametrize("tokenizer", ["char", "bpe"])
 def test_chinese_and_emoji_text_trains_and_generates_end_to_end(tokenizer, tmp_path):
     from lmcore.generation import decoding
@@ -208,6 +211,7 @@ def test_every_step_is_on_the_curve_recorded_inside_the_compiled_call(tiny_run):
     assert len({s["loss"] for s in steps}) > len(metrics)  # not the interval means repeated
 
 
+@pytest.mark.slow  # trains for real
 def test_a_modern_preset_trains_generates_resumes_and_fine_tunes(small_file, tmp_path):
     """Issue 15: modern-nano's changes (rotary, QK-norm, zero-init; with a ReLU² MLP, an untied
     head and a soft-cap too, as the ablation tries them) and Muon go through every path a
