@@ -13,16 +13,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
-from lmcore.bench.browser import CHROMIUM, FLAGS, choose, curve_points, free_port, settle
+from lmcore.bench.browser import CHROMIUM, FLAGS, Server, choose, curve_points, settle
 
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 
@@ -46,44 +43,10 @@ def _require_browser():
 def server(tmp_path_factory):
     _require_browser()
     runs_dir = tmp_path_factory.mktemp("browser-runs")
-    port = free_port()
-    env = {**os.environ, "LMLAB_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
-    yield url, runs_dir, started
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    app = Server(runs_dir)
+    yield app.url, runs_dir, started
+    app.stop(jobs_too=False)
 
 
 @pytest.fixture(scope="module")

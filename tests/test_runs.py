@@ -194,15 +194,7 @@ def test_a_run_made_before_the_record_lists_generates_and_resumes(tmp_path, FIXT
     assert [r["run_id"] for r in runs.list_runs(root)] == [FIXTURE.name]
 
     def lmcore(*args):
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        return subprocess.run(
-            [sys.executable, "-m", "lmcore", *args, "--runs-dir", str(root)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=env,
-            timeout=300,
-        )
+        return _cli(root, *args)
 
     out = lmcore("generate", "--run", FIXTURE.name, "--prompt", "the ", "--length", "20", "--seed", "1")
     assert out.returncode == 0 and out.stdout.startswith("the "), out.stderr
