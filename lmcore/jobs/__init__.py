@@ -1,2 +1,2 @@
-"""Jobs: typed job records (no TensorFlow), the runner that executes them as the command line
-does, the queue of background jobs, each job's supervisor, and public mode's rules."""
+"""Jobs: typed job records (no TensorFlow), the queue of background jobs, each job's supervisor,
+and public mode's rules. :mod:`lmcore.runner` executes a record as the command line does."""
