@@ -144,3 +144,10 @@ def test_a_job_between_the_queue_and_its_process_reads_starting_not_failed(tmp_p
 
     state = wait_for(tmp_path, run_id, lambda s: s["status"] != "starting", 60)
     assert state["status"] == "failed" and state["message"].startswith("no such file"), state
+
+
+def test_the_child_is_started_from_the_folder_that_holds_lmcore():
+    """The README's first command installs requirements only: the job's child finds ``lmcore``
+    through the checkout, which the job layer must name (not a folder inside the package)."""
+    assert (queue.PACKAGE_ROOT / "lmcore" / "__init__.py").is_file()
+    assert (queue.PACKAGE_ROOT / "app.py").is_file()

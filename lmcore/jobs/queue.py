@@ -44,10 +44,11 @@ import threading
 import time
 from pathlib import Path
 
+import lmcore
 from lmcore import LMError, runs
 from lmcore.jobs import public, specs
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = Path(lmcore.__file__).resolve().parents[1]  # the folder that holds lmcore/, for the child
 PRIVATE = public.Policy()  # a laptop: every visitor may do everything, nothing is capped
 
 
