@@ -22,7 +22,7 @@ import math
 import os
 import sys
 
-from lmcore import LMError, device, runner, runs
+from lmcore import LMError, device, runner, runs, xla_cache
 from lmcore.generation import decoding
 from lmcore.jobs import specs
 from lmcore.nn.config import MODEL_NAMES, OPTIMIZERS, SCHEDULES, DataConfig, make_train_config
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune_parsers(sub)
 
     j = sub.add_parser("run", help="run a job spec (what the dashboard's jobs do)")
-    j.add_argument("spec", help="a job spec file (JSON)")
+    j.add_argument("spec", help="a job spec file (JSON); - waits for one on stdin (the warm trainer)")
     _common(j)
 
     b = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
@@ -440,6 +440,7 @@ def cmd_predict(args) -> int:
 def cmd_bench(args) -> int:
     from lmcore.bench import decode_speed, train_speed  # TensorFlow: not at every command's start
 
+    xla_cache.enable()  # before TensorFlow starts: what a job would find
     device.import_tensorflow()
     if args.what != "generate":
         for r, line in train_speed.rows(args.what, args.target, args.model, args.eval_every, args.steps):
@@ -460,7 +461,7 @@ JOB_COMMANDS = ("train", "finetune", "classify", "compare")
 
 def _command(args):
     if args.command == "run":
-        return lambda a: runner.execute(specs.load(a.spec), a.runs_dir, a.json)
+        return lambda a: runner.execute_file(a.spec, a.runs_dir, a.json)
     if args.command in JOB_COMMANDS and getattr(args, "action", None) != "predict":
         return lambda a: runner.execute(spec_from_args(a), a.runs_dir, a.json)
     return {"generate": cmd_generate, "runs": cmd_runs, "bench": cmd_bench, "classify": cmd_predict}[

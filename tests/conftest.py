@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# No warm trainer waits after each test's jobs (each would hold TensorFlow in memory for its
+# idle time); the tests of the warm trainer turn it on.
+os.environ.setdefault("LMLAB_WARM_TRAINER", "0")
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# One compilation cache for the whole session, as one server's jobs share theirs.
+COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="lmlab-test-xla-"))
 
 # Tiny settings every training test shares: seconds, not minutes, on two cores.
 TINY = dict(steps=30, batch_size=8, log_every=10, eval_every=20, eval_batches=2, sample_length=20, seed=7)
@@ -30,9 +36,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path, monkeypatch):
-    """No test reads or writes the user's ./runs or ~/.cache."""
+    """No test reads or writes the user's ./runs or ~/.cache (compiled steps are shared)."""
     monkeypatch.setenv("LMLAB_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("LMLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LMLAB_COMPILE_CACHE", str(COMPILE_CACHE))
 
 
 @pytest.fixture(scope="session")
