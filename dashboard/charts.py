@@ -35,6 +35,7 @@ CURVES = {
     "Learning rate": ("lr", None),
     "Tokens/s": ("tokens_per_s", None),
 }
+FROM_ZERO = ("Accuracy", "Learning rate", "Tokens/s")  # measures whose scale starts at zero
 
 
 def curve_traces(df: pd.DataFrame, metric: str, smooth: float, x: str, label: str = "") -> list[dict]:
@@ -47,7 +48,8 @@ def curve_traces(df: pd.DataFrame, metric: str, smooth: float, x: str, label: st
     line = step_frame(df) if train_key in ("loss", "bits", "ppl", "lr") else df  # a point a step
     if train_key in line and x in line:
         y = ema(line[train_key], smooth) if val_key else line[train_key]
-        traces.append(dict(x=line[x], y=y, mode="lines", name=f"{label}train"))
+        mode = "lines" if y.notna().sum() > 1 else "markers"  # one point: a dot, not an invisible line
+        traces.append(dict(x=line[x], y=y, mode=mode, name=f"{label}train"))
     if val_key and val_key in df:
         val = df.dropna(subset=[val_key])
         traces.append(dict(x=val[x], y=val[val_key], mode="lines+markers", name=f"{label}validation"))
@@ -102,6 +104,9 @@ def live_figure(
             )
         if log_y:
             fig.update_yaxes(type="log", row=row, col=col)
+        elif metric in FROM_ZERO:  # a first point reads on an axis from 0, not on value ± 1
+            fig.update_yaxes(rangemode="tozero", row=row, col=col)
+    fig.update_xaxes(rangemode="tozero")
     fig.update_xaxes(title_text=_x_title(x), row=3)
     fig.update_layout(height=820, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=1.06))
     return fig

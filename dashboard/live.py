@@ -36,7 +36,7 @@ def _status_line(box, state: dict, df: pd.DataFrame, total: int) -> None:
             f"of the {state['slots']} training slots frees (LMLAB_MAX_JOBS sets how many)."
         )
     elif status == "starting":
-        box.info("Starting: loading the corpus and TensorFlow…")
+        box.info(f"Starting: {state.get('phase') or 'loading the corpus and TensorFlow'}…")
     elif status == "failed":
         box.error(f"Failed: {access.shown(state.get('message'))}")
     elif status == "evicted":
@@ -50,7 +50,8 @@ def _status_line(box, state: dict, df: pd.DataFrame, total: int) -> None:
             rate = (df["step"].iloc[-1] - df["step"].iloc[0]) / seconds
             eta = f" · ETA {fmt.fmt_seconds((total - step) / rate)}" if rate > 0 else ""
         val = f" · val loss {state['val_loss']:.4f}" if state.get("val_loss") is not None else ""
-        box.progress(min(step / total, 1.0), text=f"**{status}** · step {step}/{total}{val}{eta}")
+        doing = f" · {state['phase']}…" if status == "running" and state.get("phase") else ""
+        box.progress(min(step / total, 1.0), text=f"**{status}**{doing} · step {step}/{total}{val}{eta}")
         if status == "stopped" and state.get("message"):
             box.caption(access.shown(state["message"]))
 

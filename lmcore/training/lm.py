@@ -35,6 +35,7 @@ class LanguageModel:
 
     def __init__(self, job: Job):
         self.job = job
+        self.label = job.model_name  # what the compile time is remembered under
         T = job.model_config.block_size
         self.val_ds = windows.val_dataset(job.val_ids, T, job.train.batch_size, job.train.eval_batches)
         self.prompt = job.tokenizer.decode(job.val_ids[: max(1, T // 2)])

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lmcore import first_line, runs
+from lmcore import first_line, runs, xla_cache
 from lmcore.nn import models, schedule
 from lmcore.nn.config import TrainConfig
 from lmcore.training import distribute
@@ -153,6 +153,31 @@ def restored_model(checkpoint: Path, strategy):
         model.jit_compile = False  # as compile_model does for several replicas
         distribute.clip_after_all_reduce(model.optimizer)
     return model
+
+
+def build_state(model, dataset) -> None:
+    """Create the optimizer's and the metrics' variables before the first call, from the
+    stream's element shapes.
+
+    Keras creates them only when no distribution strategy was set explicitly, and then inside
+    the first trace of the training step, which TensorFlow must trace a second time once the
+    variables exist: building them here saves that whole trace (3 to 4 s of ``modern-nano``'s
+    start, BENCHMARKS.md). Keras' own symbolic build does it, as ``fit`` does under a strategy.
+    """
+    with model.distribute_strategy.scope():
+        model._symbolic_build(data_batch=dataset.element_spec)
+
+
+def compiling_phase(label: str = "") -> str:
+    """What the live view says while the first steps compile, with the time it took last
+    time on this machine when known (the compilation cache makes it shorter)."""
+    cache, seconds = xla_cache.status(), xla_cache.expected_compile(label)
+    about = f" (about {seconds:.0f} s)" if seconds else ""
+    if cache["folder"] is None:
+        return f"compiling the training step{about}"
+    if cache["entries"] == 0:
+        return f"compiling the training step, for the first time on this machine{about}"
+    return f"compiling the training step, from the compilation cache{about}"
 
 
 def steps_per_execution(c: TrainConfig, start_step: int = 0, cap: int = 50) -> int:
@@ -284,6 +309,8 @@ class Recorder(keras.callbacks.Callback):
                 if self.eval_step < self.step and self.validate() is None:
                     self.fail(f"the validation loss became non-finite at step {self.step}")
                 return
+        if self.logged_step == self.t.start_step and self.t.fit_started is not None:  # the first interval
+            xla_cache.note_compile(getattr(self.t.task, "label", ""), now - self.t.fit_started)
         record = self.t.task.record(logs or {}, self.step - self.logged_step, max(now - self.t_log, 1e-9))
         if not math.isfinite(record["loss"]):
             self.fail(f"the loss became {record['loss']} between steps {self.logged_step} and {self.step}")
@@ -337,6 +364,7 @@ class Recorder(keras.callbacks.Callback):
             if "best" in self.t.task.checkpoints:
                 runs.atomic_write(runs.checkpoint(run_dir, "best"), lambda p: self.model.save(p))
         self.t.task.after_validation(self.model, self.step, run_dir, self.t.listener)
+        xla_cache.publish()  # the steps compiled so far serve the next process, even if this one dies
         return val
 
 
@@ -362,6 +390,7 @@ class Trainer:
         self.limits = limits
         self.writer = None
         self.losses_metric: StepLosses | None = None
+        self.fit_started: float | None = None  # when the first call into the graph began
 
     def write_record(self, record: dict, step: int, val_loss, best: float) -> None:
         """One logged interval: metrics.jsonl, TensorBoard, the status, the listener."""
@@ -383,9 +412,21 @@ class Trainer:
             val_loss=val_loss,
             best_val_loss=None if math.isinf(best) else best,
             elapsed_s=record["time"],
+            phase=None,  # training
         )
         if self.listener:
             self.listener("log", record)
+
+    def first_point(self, model) -> None:
+        """The untrained model's validation, logged as step 0 before the first step: the
+        curve starts seconds after the launch instead of after a compiled interval. It
+        compiles the validation step, which the first validation would compile anyway."""
+        runs.write_status(self.run_dir, "running", step=0, phase="measuring the untrained model")
+        val = self.task.validate(model)
+        if math.isfinite(val["val_loss"]):
+            runs.append_jsonl(self.run_dir / runs.METRICS, {"step": 0, "time": 0.0, **val})
+            if self.listener:
+                self.listener("log", {"step": 0, "time": 0.0, **val})
 
     def run(self, make_model: Callable, make_dataset: Callable) -> dict:
         """``make_model()`` builds or loads the compiled model, ``make_dataset(start_step)`` the
@@ -393,7 +434,9 @@ class Trainer:
         setting TensorFlow rejects, running out of memory) is recorded as the run's status."""
         c = self.c
         restore = install_signal_handlers(self.stop_flag)
-        runs.write_status(self.run_dir, "running", step=self.start_step, total_steps=c.steps)
+        runs.write_status(
+            self.run_dir, "running", step=self.start_step, total_steps=c.steps, phase="building the model"
+        )
         recorder, model, extra = None, None, {}
         self.writer = tf.summary.create_file_writer(str(self.run_dir / runs.EVENTS))
         try:
@@ -403,6 +446,12 @@ class Trainer:
             several = model.distribute_strategy.num_replicas_in_sync > 1
             model.steps_per_execution = 1 if several else steps_per_execution(c, self.start_step)
             train_ds = make_dataset(self.start_step)
+            build_state(model, train_ds)
+            if self.start_step == 0:
+                self.first_point(model)
+            label = getattr(self.task, "label", "")
+            runs.write_status(self.run_dir, "running", step=self.start_step, phase=compiling_phase(label))
+            self.fit_started = time.perf_counter()
             if distribute.is_multiworker(model.distribute_strategy):
                 distribute.prepare_multiworker(model, train_ds)
             gate = None if several else StopGate(self.start_step)
@@ -434,7 +483,7 @@ class Trainer:
 
     def _end(self, recorder: Recorder | None, failure: str | None, extra: dict) -> dict:
         if failure:
-            status = runs.write_status(self.run_dir, "failed", message=failure)
+            status = runs.write_status(self.run_dir, "failed", message=failure, phase=None)
         else:
             done = recorder.step >= self.c.steps
             status = runs.write_status(
@@ -445,6 +494,7 @@ class Trainer:
                 best_val_loss=None if math.isinf(recorder.best) else recorder.best,
                 tokens_per_s=recorder.speed,
                 message=None if done else recorder.stop_reason,
+                phase=None,
                 **{k: v for k, v in extra.items() if k in ("accuracy", "macro_f1")},
             )
         result = {
