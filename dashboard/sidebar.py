@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from dashboard import access, fmt
@@ -21,9 +23,20 @@ def unused_gpu() -> str | None:
     return device.unused_gpu_message()
 
 
+@st.cache_resource(show_spinner=False)
+def warm_trainer(root: str) -> None:
+    """Once per server and runs folder: a trainer with TensorFlow loaded waits for the first
+    job (the job layer keeps one after each job, where memory allows)."""
+    try:
+        queue.keep_spare(Path(root))
+    except OSError:  # an unwritable runs folder: jobs start cold, and say why when they start
+        pass
+
+
 def draw() -> None:
     """The shared sidebar: the device, the runs folder (not in public mode), the admin unlock
     (public mode), and the jobs training now, refreshed at the live view's pace while any is."""
+    warm_trainer(str(access.runs_root().resolve()))
     with st.sidebar:
         st.caption(f"**Device:** {device_label()}")
         if device_label() != "CPU" and unused_gpu():

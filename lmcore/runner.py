@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
-from lmcore import LMError, device, runs
+from lmcore import LMError, device, runs, xla_cache
 from lmcore.experiments import compare
-from lmcore.jobs import public
+from lmcore.jobs import public, specs
 from lmcore.jobs.specs import ClassifySpec, CompareSpec, FinetuneSpec, ResumeSpec, Spec, TrainSpec
 from lmcore.text import labeled
 from lmcore.training import classify, finetune, lm, lmdata, transfer
@@ -45,6 +47,9 @@ class Progress:
             self._line(f"sample at step {record['step']}: {record['text'][:80]!r}")
 
     def _progress(self, r: dict) -> None:
+        if "loss" not in r:  # step 0: the untrained model's validation only
+            self._line(f"step 0/{self.total} val {r['val_loss']:.3f} (untrained)") if self.bar is None else None
+            return
         speed = r.get("tokens_per_s", r.get("examples_per_s"))
         if self.bar is not None:
             values = [
@@ -85,8 +90,21 @@ def _new_id(root, run_id: str | None) -> None:
             raise LMError(f"a run named {run_id!r} already exists in {root}")
 
 
+def phase(what: str) -> None:
+    """Say what a job is doing before its run folder exists, in the job's log, where the
+    dashboard's live view reads it (``phase: ...`` lines; only inside a job)."""
+    if os.environ.get("LMLAB_JOB_PHASES"):
+        print(f"phase: {what}", file=sys.stderr, flush=True)
+
+
+def _start_tensorflow() -> None:
+    phase("starting TensorFlow")
+    device.import_tensorflow()
+
+
 def _run_train(spec: TrainSpec, root, limits, as_json: bool) -> int:
     _new_id(root, spec.run_id)
+    phase("loading the corpus")
     job = lmdata.prepare(
         spec.model,
         spec.data,
@@ -98,7 +116,7 @@ def _run_train(spec: TrainSpec, root, limits, as_json: bool) -> int:
     )
     _notes(job.notes)
     limits.check_steps(job.train.steps)  # a shared server's cap, once epochs are steps
-    device.import_tensorflow()
+    _start_tensorflow()
     progress = Progress(job.train.steps)
     result = lm.start(
         job, root, spec.name, progress, run_id=spec.run_id, strategy=spec.strategy, limits=limits
@@ -110,7 +128,7 @@ def _run_resume(spec: ResumeSpec, root, limits, as_json: bool) -> int:
     run_dir = runs.resolve(spec.run, root)
     total = spec.steps or runs.read_record(run_dir).train.steps
     limits.check_steps(total)
-    device.import_tensorflow()
+    _start_tensorflow()
     return _report(lm.resume(run_dir, spec.steps, Progress(total), spec.strategy, limits), as_json)
 
 
@@ -130,7 +148,7 @@ def _run_finetune(spec: FinetuneSpec, root, limits, as_json: bool) -> int:
                 f"the parent's vocabulary and are {oov['handling']}: {shown}"
             ]
         )
-    device.import_tensorflow()
+    _start_tensorflow()
     progress = Progress(job.train.steps)
     result = lm.start_child(
         parent, job, record, root, spec.name, progress, spec.run_id, spec.scratch, limits=limits
@@ -148,7 +166,7 @@ def _run_classify(spec: ClassifySpec, root, limits, as_json: bool) -> int:
     )
     limits.check_steps(config.steps)
     data = labeled.load_labeled(spec.data, spec.text_column, spec.label_column)
-    device.import_tensorflow()
+    _start_tensorflow()
     progress = Progress(config.steps)
     result = classify.train(
         parent, data, s, config, root, spec.name, spec.run_id, progress, spec.scratch, limits=limits
@@ -198,10 +216,40 @@ RUNNERS = {
 }
 
 
+def handed_spec(stream=None) -> Path | None:
+    """The warm trainer's wait (``python -m lmcore run -``): TensorFlow and the training code
+    imported first, then one line from ``stream`` (stdin) handing over the job: its spec, its
+    log (this process's output from then on) and its environment (its caps). None if the
+    stream ends first. Its supervisor (:func:`lmcore.jobs.supervisor.spare`) writes the line."""
+    device.import_tensorflow()
+    from lmcore.training import loop  # noqa: F401  # reason: warm = the trainer's imports done before the job
+    print(f"waiting for a job (warm trainer, pid {os.getpid()})", file=sys.stderr, flush=True)
+    line = (stream or sys.stdin).readline()
+    if not line.strip():
+        return None
+    job = json.loads(line)
+    fd = os.open(job["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    for target in (sys.stdout, sys.stderr):
+        target.flush()
+        os.dup2(fd, target.fileno())
+    os.environ.update({str(k): str(v) for k, v in job.get("env", {}).items()})
+    return Path(job["spec"])
+
+
+def execute_file(spec_path: str, runs_dir=None, as_json: bool = False) -> int:
+    """``python -m lmcore run SPEC``: run the job spec in file SPEC; ``-`` waits for it
+    first, as the dashboard's warm trainer does (:func:`handed_spec`)."""
+    path = handed_spec() if spec_path == "-" else Path(spec_path)
+    if path is None:
+        return 0
+    return execute(specs.load(path), runs_dir, as_json)
+
+
 def execute(spec: Spec, runs_dir=None, as_json: bool = False) -> int:
     """Run a job spec as its command would, within the caps this process was given; prints
     progress on stderr and the result on stdout (the last line: one JSON object with
     ``as_json``). Returns the exit status."""
+    xla_cache.enable()  # compiled steps from earlier jobs, before TensorFlow starts
     return RUNNERS[spec.kind](spec, runs.runs_dir(runs_dir), public.Limits.from_env(), as_json)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import threading
@@ -151,3 +153,60 @@ def test_the_child_is_started_from_the_folder_that_holds_lmcore():
     through the checkout, which the job layer must name (not a folder inside the package)."""
     assert (queue.PACKAGE_ROOT / "lmcore" / "__init__.py").is_file()
     assert (queue.PACKAGE_ROOT / "app.py").is_file()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _waiting_spare(root: Path, timeout: float = 120) -> tuple[int, int]:
+    """(supervisor, trainer) pids of the warm trainer once it has loaded TensorFlow and waits."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pid = queue._spare_alive(root)
+        log = queue.spare_file(root, "log")
+        said = re.findall(r"waiting for a job \(warm trainer, pid (\d+)\)", log.read_text() if log.is_file() else "")
+        if pid and said and said[-1] in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            return pid, int(said[-1])
+        time.sleep(0.2)
+    raise AssertionError(f"no warm trainer waits in {root}")
+
+
+@pytest.mark.slow  # trains for real
+def test_a_job_handed_to_the_warm_trainer_runs_with_its_own_caps_and_leaves_nothing_behind(
+    small_file, tmp_path, monkeypatch
+):
+    from lmcore.jobs import public
+
+    monkeypatch.setenv("LMLAB_WARM_TRAINER", "1")
+    root = tmp_path / "runs"
+    assert queue.keep_spare(root)
+    policy = public.Policy(public=True, max_steps=1000, max_minutes=0.0001)  # a cap that stops at once
+    spares, sizes = [], []
+    try:
+        for n in range(5):
+            spare, child = _waiting_spare(root)
+            sizes.append(_rss_mb(child))
+            spares.append(child)
+            argv = ["train", "--corpus", str(small_file), "--steps", "10", *TINY]
+            actor = public.Actor(session=f"visitor-{n}")
+            job_policy = policy if n == 0 else None
+            run_id = queue.launch(root, cli.spec_from_argv(argv), f"w{n}", "tiny", actor, job_policy)
+            assert queue.job_file(root, run_id, "pid").read_text() == str(spare)  # handed over, not cold
+            state = wait_for(root, run_id, finished)
+            log = queue.log_tail(root, run_id, 40)
+            assert "warm: TensorFlow already loaded" in log
+            if n == 0:  # the job's own caps reached the warm trainer: the time cap stopped it
+                assert state["status"] == "stopped" and "time limit" in state["message"], log
+            else:
+                assert state["status"] == "completed", log
+                assert len(runs.read_jsonl(root / run_id / "metrics.jsonl")) == 3  # step 0, two intervals
+        assert len(set(spares)) == 5  # one process a job: nothing of one job stays for the next
+        assert max(sizes) < 1.25 * min(sizes), sizes  # the waiting trainers do not grow job after job
+    finally:
+        spare = queue._spare_alive(root)
+        if spare:
+            os.killpg(spare, 15)

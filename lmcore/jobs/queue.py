@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 import lmcore
-from lmcore import LMError, runs
+from lmcore import LMError, device, runs
 from lmcore.jobs import public, specs
 
 PACKAGE_ROOT = Path(lmcore.__file__).resolve().parents[1]  # the folder that holds lmcore/, for the child
@@ -79,7 +79,7 @@ def log_path(root: Path, run_id: str) -> Path:
 
 
 @contextlib.contextmanager
-def _queue_lock(root: Path):
+def lock(root: Path):
     """One process at a time decides what starts (sessions, servers and finishing jobs alike)."""
     _jobs_dir(root).mkdir(parents=True, exist_ok=True)
     with open(_jobs_dir(root) / "queue.lock", "a") as f:
@@ -91,24 +91,104 @@ def _queue_lock(root: Path):
 
 
 def _spawn(root: Path, run_id: str, mode: str, env: dict[str, str]) -> None:
-    """Start ``python -m lmcore.jobs.supervisor ROOT ID`` (the job's spec under its supervisor); call it
-    holding the queue lock, so that no reader sees the job neither queued nor started."""
+    """Hand the job to the warm trainer if one waits, else start ``python -m
+    lmcore.jobs.supervisor ROOT ID`` (the job's spec under its supervisor); call it holding
+    the queue lock, so that no reader sees the job neither queued nor started."""
     root = root.resolve()  # the child runs elsewhere; a relative runs dir would point elsewhere too
+    pid = claim_spare(root, run_id, mode, env) or _start(root, [run_id], log_path(root, run_id), mode, env)
+    runs.atomic_write(job_file(root, run_id, "pid"), lambda p: p.write_text(str(pid)))
+
+
+# What a job's environment carries of its own (:func:`_admit`): never passed on to a warm
+# trainer, which gets the next job's own with the job.
+JOB_ENV = ("LMLAB_PUBLIC", "LMLAB_DISK_BUDGET_MB", "LMLAB_JOB_MAX_STEPS", "LMLAB_JOB_DEADLINE", "LMLAB_JOB_MINUTES")
+
+
+def _start(root: Path, args: list[str], log: Path, mode: str, env: dict[str, str]) -> int:
+    """Start ``python -m lmcore.jobs.supervisor ROOT *args`` in a session of its own; its pid."""
     _jobs_dir(root).mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "lmcore.jobs.supervisor", str(root), run_id]
+    cmd = [sys.executable, "-m", "lmcore.jobs.supervisor", str(root), *args]
     path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
-    with open(log_path(root, run_id), mode) as log:
+    base = {k: v for k, v in os.environ.items() if k not in JOB_ENV}  # a finished job's caps stay behind
+    with open(log, mode) as f:
         proc = subprocess.Popen(
             cmd,
-            stdout=log,
+            stdout=f,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **env, "PYTHONPATH": path},
+            env={**base, **env, "PYTHONPATH": path},
             cwd=PACKAGE_ROOT,
             start_new_session=True,
         )
-    runs.atomic_write(job_file(root, run_id, "pid"), lambda p: p.write_text(str(proc.pid)))
     threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it ends
+    return proc.pid
+
+
+# ---------------------------------------------------------------------------- the warm trainer
+
+SPARE_BYTES = 450 * 2**20  # a waiting trainer: Python, TensorFlow and Keras imported (measured)
+JOB_BYTES = 1300 * 2**20  # the dashboard's default job beside it (BENCHMARKS.md: 1,228 MB resident)
+
+
+def spare_file(root: Path, suffix: str) -> Path:
+    """The warm trainer's files in ``.jobs/``: ``_spare.pid`` while it waits, ``_spare.claim``
+    once a job is handed to it, ``_spare.log`` its output until then."""
+    return _jobs_dir(root) / f"_spare.{suffix}"  # not a run id, so no job list counts it
+
+
+def code_stamp() -> str:
+    """The newest change to lmcore's code: a warm trainer started before it would run old code."""
+    return repr(max(p.stat().st_mtime_ns for p in (PACKAGE_ROOT / "lmcore").rglob("*.py")))
+
+
+def _spare_alive(root: Path) -> int | None:
+    try:
+        pid = int((runs.read_json(spare_file(root, "pid"), {}) or {})["pid"])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            ours = b"--spare" in f.read()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if ours and runs.process_alive(pid) else None
+
+
+def claim_spare(root: Path, run_id: str, mode: str, env: dict[str, str]) -> int | None:
+    """Hand job ``run_id`` to the waiting warm trainer, if there is one (under the queue
+    lock); returns its supervisor's pid, which is now the job's. One started before lmcore's
+    code last changed is ended instead, and the job starts cold."""
+    pid = _spare_alive(root)
+    if pid is None or spare_file(root, "claim").exists():
+        return None
+    if (runs.read_json(spare_file(root, "pid"), {}) or {}).get("code") != code_stamp():
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGTERM)  # its session: the supervisor and its waiting trainer
+        spare_file(root, "pid").unlink(missing_ok=True)
+        return None
+    runs.write_json(spare_file(root, "claim"), {"run_id": run_id, "mode": mode, "env": env})
+    spare_file(root, "pid").unlink(missing_ok=True)
+    return pid
+
+
+def spare_wanted() -> bool:
+    """A warm trainer is kept unless turned off (``LMLAB_WARM_TRAINER=0``) or where it would
+    not fit beside a job in the memory this host (or its container) has left. It waits at
+    most ``LMLAB_WARM_TRAINER_IDLE_S`` seconds (default 1,800) for a job, then ends."""
+    if os.environ.get("LMLAB_WARM_TRAINER", "1").strip().lower() in ("0", "off", "no", "false"):
+        return False
+    have, _ = device.available_memory()
+    return have >= SPARE_BYTES + JOB_BYTES
+
+
+def keep_spare(root: Path) -> int | None:
+    """Start a warm trainer for ``root``'s next job if none waits and memory allows; its pid."""
+    root = Path(root).resolve()
+    if not spare_wanted():
+        return None
+    with lock(root):
+        if _spare_alive(root) or spare_file(root, "claim").exists():
+            return None
+        pid = _start(root, ["--spare"], spare_file(root, "log"), "wb", {})
+        runs.write_json(spare_file(root, "pid"), {"pid": pid, "code": code_stamp(), "time": time.time()})
+    return pid
 
 
 # ---------------------------------------------------------------------------- who may do what
@@ -177,7 +257,7 @@ def submit(
     spec = specs.with_id(spec, run_id)
     if policy.public:
         make_room(root, policy)
-    with _queue_lock(root):
+    with lock(root):
         if job_file(root, run_id, "queued").exists() or _job_alive(root, run_id):
             raise LMError(f"job {run_id} is already queued or running")
         env = _admit(root, spec, actor, policy)
@@ -256,7 +336,7 @@ def dispatch(root: Path) -> list[str]:
     if not queued(root):  # the common case, without taking the lock
         return []
     started = []
-    with _queue_lock(root):
+    with lock(root):
         for run_id in queued(root):
             if len(active(root)) >= max_jobs():
                 break
@@ -271,11 +351,16 @@ def dispatch(root: Path) -> list[str]:
     return started
 
 
-def _last_error(root: Path, run_id: str) -> str | None:
+def _last_line(root: Path, run_id: str, prefix: str) -> str | None:
+    """The last ``prefix`` line of the job's log, without the prefix (``error: ``, ``phase: ``)."""
     log = log_path(root, run_id)
     lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.is_file() else []
-    errors = [line[len("error: ") :] for line in lines if line.startswith("error: ")]
-    return errors[-1] if errors else None
+    found = [line[len(prefix) :] for line in lines if line.startswith(prefix)]
+    return found[-1] if found else None
+
+
+def _last_error(root: Path, run_id: str) -> str | None:
+    return _last_line(root, run_id, "error: ")
 
 
 def state(root: Path, run_id: str) -> dict:
@@ -293,7 +378,7 @@ def state(root: Path, run_id: str) -> dict:
     found = _state(root, run_id)
     if found["status"] == "failed" and not (root / run_id / runs.STATUS).is_file():
         # Neither queued nor started: it may be between the two, which happens under the lock.
-        with _queue_lock(root):
+        with lock(root):
             found = _state(root, run_id)
     return found
 
@@ -325,8 +410,8 @@ def _state(root: Path, run_id: str) -> dict:
             if error:
                 status["job_error"] = error
         return status
-    if alive:
-        return {"status": "starting", "step": 0}
+    if alive:  # what it is doing, as the job's log says (lmcore.runner.phase)
+        return {"status": "starting", "step": 0, "phase": _last_line(root, run_id, "phase: ")}
     evicted = [e for e in public.evictions(root) if e.get("kind") == "run" and e.get("name") == run_id]
     if evicted:
         return {"status": "evicted", "message": "removed to keep the server's disk budget", **evicted[-1]}
@@ -344,7 +429,7 @@ def stop(
     root = Path(root)
     _check_manage(root, run_id, actor, policy, "stop")
     run_dir = root / runs.check_run_id(run_id)
-    with _queue_lock(root):
+    with lock(root):
         if job_file(root, run_id, "queued").exists():
             job_file(root, run_id, "queued").unlink()
             with open(log_path(root, run_id), "a", encoding="utf-8") as log:
@@ -373,7 +458,7 @@ def make_room(root: Path, policy: public.Policy) -> list[dict]:
     """Keep ``root`` within the policy's disk budget (public mode), sparing unfinished jobs."""
     if not policy.public:
         return []
-    with _queue_lock(root):
+    with lock(root):
         busy = set(queued(root)) | set(active(root))
         in_use = set()
         for run_id in queued(root):  # an upload a waiting job will read

@@ -14,6 +14,7 @@ budget (public mode). It imports no TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -84,10 +85,45 @@ def _record_end(root: Path, run_id: str, reason: str) -> None:
             log.write(f"error: {reason}\n")
 
 
-def supervise(root: Path, run_id: str) -> int:
-    """Run the job's spec (``python -m lmcore run SPEC``) to its end; record why it ended if
-    it could not; then start whatever waits in the queue and keep the disk budget. Returns
-    its exit status."""
+def _trainer(argv: list[str], **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LMLAB_JOB_PHASES": "1"}
+    return subprocess.Popen([sys.executable, "-m", "lmcore", *argv], env=env, **kwargs)
+
+
+def spare(root: Path) -> int:
+    """A warm trainer: start ``python -m lmcore run -`` (TensorFlow imported, waiting for a
+    job on its input), wait until the job layer hands this process a job
+    (:func:`lmcore.jobs.queue.claim_spare`), then supervise that job as any other."""
+    proc = _trainer(["run", "-", "--runs-dir", str(root)], stdin=subprocess.PIPE, text=True)
+    claim = queue.spare_file(root, "claim")
+    idle = time.time() + float(os.environ.get("LMLAB_WARM_TRAINER_IDLE_S") or 1800)
+    while proc.poll() is None and not claim.is_file() and time.time() < idle:
+        time.sleep(0.1)
+    with queue.lock(root):  # a job handed over now, or none: the waiting ends here
+        if not claim.is_file():
+            queue.spare_file(root, "pid").unlink(missing_ok=True)
+    handed = runs.read_json(claim) if claim.is_file() else None
+    claim.unlink(missing_ok=True)
+    if proc.poll() is not None or not handed:  # ended before a job came: nothing to do
+        proc.kill()
+        return 1
+    run_id = runs.check_run_id(handed["run_id"])
+    log = queue.log_path(root, run_id)
+    with open(log, handed.get("mode", "wb")) as f:  # from now on this process is the job's
+        os.dup2(f.fileno(), sys.stdout.fileno())
+        os.dup2(f.fileno(), sys.stderr.fileno())
+    os.environ.update({str(k): str(v) for k, v in (handed.get("env") or {}).items()})
+    print("phase: starting the trainer (warm: TensorFlow already loaded)", flush=True)
+    spec = queue.job_file(root, run_id, "spec.json")
+    proc.stdin.write(json.dumps({"spec": str(spec), "log": str(log), "env": handed.get("env") or {}}) + "\n")
+    proc.stdin.close()
+    return supervise(root, run_id, proc)
+
+
+def supervise(root: Path, run_id: str, proc: subprocess.Popen | None = None) -> int:
+    """Run the job's spec (``python -m lmcore run SPEC``, or the warm trainer ``proc`` it was
+    handed to) to its end; record why it ended if it could not; then start whatever waits in
+    the queue, keep the disk budget and a warm trainer. Returns its exit status."""
     verdict: dict = {}
     child: list[subprocess.Popen] = []
 
@@ -99,9 +135,10 @@ def supervise(root: Path, run_id: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
     oom_before = device.oom_kills()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = ["run", str(queue.job_file(root, run_id, "spec.json")), "--runs-dir", str(root)]
-    proc = subprocess.Popen([sys.executable, "-m", "lmcore", *argv], stdin=subprocess.DEVNULL, env=env)
+    if proc is None:
+        print("phase: starting the trainer", flush=True)
+        argv = ["run", str(queue.job_file(root, run_id, "spec.json")), "--runs-dir", str(root)]
+        proc = _trainer(argv, stdin=subprocess.DEVNULL)
     child.append(proc)
     if verdict.get("stopped"):
         proc.terminate()
@@ -115,7 +152,8 @@ def supervise(root: Path, run_id: str) -> int:
     with contextlib.suppress(OSError, ValueError):  # no longer training: readers see the run's own status
         if int(queue.job_file(root, run_id, "pid").read_text()) == os.getpid():
             queue.job_file(root, run_id, "pid").unlink()
-    for step in (queue.dispatch, lambda r: queue.make_room(r, public.Policy.from_settings())):
+    steps = (queue.dispatch, lambda r: queue.make_room(r, public.Policy.from_settings()), queue.keep_spare)
+    for step in steps:
         try:
             step(root)
         except Exception as err:  # the next reader of the queue does it instead
@@ -124,7 +162,10 @@ def supervise(root: Path, run_id: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m lmcore.jobs.supervisor ROOT RUN_ID``: supervise the job's spec."""
+    """``python -m lmcore.jobs.supervisor ROOT RUN_ID``: supervise the job's spec;
+    ``ROOT --spare``: be the warm trainer the next job is handed to."""
+    if argv[1] == "--spare":
+        return spare(Path(argv[0]))
     return supervise(Path(argv[0]), runs.check_run_id(argv[1]))
 
 
