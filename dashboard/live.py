@@ -45,9 +45,10 @@ def _status_line(box, state: dict, df: pd.DataFrame, total: int) -> None:
         )
     else:
         eta = ""
-        if status == "running" and len(df) >= 2:
-            seconds = max(df["time"].iloc[-1] - df["time"].iloc[0], 1e-9)
-            rate = (df["step"].iloc[-1] - df["step"].iloc[0]) / seconds
+        trained = df[df["loss"].notna()] if "loss" in df else df  # not step 0's validation, before compiling
+        if status == "running" and len(trained) >= 2:
+            seconds = max(trained["time"].iloc[-1] - trained["time"].iloc[0], 1e-9)
+            rate = (trained["step"].iloc[-1] - trained["step"].iloc[0]) / seconds
             eta = f" · ETA {fmt.fmt_seconds((total - step) / rate)}" if rate > 0 else ""
         val = f" · val loss {state['val_loss']:.4f}" if state.get("val_loss") is not None else ""
         doing = f" · {state['phase']}…" if status == "running" and state.get("phase") else ""

@@ -173,7 +173,7 @@ def bench_follow(args) -> dict:
         server.stop(jobs_too=False)
     speed = {}
     for run_id in ids:
-        rates = [m["tokens_per_s"] for m in runs.read_jsonl(runs_dir / run_id / "metrics.jsonl")]
+        rates = [m["tokens_per_s"] for m in runs.read_jsonl(runs_dir / run_id / "metrics.jsonl") if "tokens_per_s" in m]
         speed[run_id] = round(statistics.median(rates)) if rates else None
     return {
         "sessions": args.sessions,
@@ -192,7 +192,7 @@ def bench_follow(args) -> dict:
 
 def median_speed(run_dir: Path) -> float:
     """Median logged tokens/s of a finished run, its first (compiling) interval left out."""
-    rates = [m["tokens_per_s"] for m in runs.read_jsonl(run_dir / "metrics.jsonl")][1:]
+    rates = [m["tokens_per_s"] for m in runs.read_jsonl(run_dir / "metrics.jsonl") if "tokens_per_s" in m][1:]
     return statistics.median(rates)
 
 

@@ -325,7 +325,7 @@ def time_to_quality(
     def listener(event: str, record: dict) -> None:
         if event == "start":
             t0[0] = time.perf_counter()
-        elif event == "log" and "val_loss" in record:
+        elif event == "log" and "val_loss" in record and record["step"] > 0:  # not the untrained model
             curve.append(
                 {
                     "step": record["step"],
