@@ -48,7 +48,9 @@ class Progress:
 
     def _progress(self, r: dict) -> None:
         if "loss" not in r:  # step 0: the untrained model's validation only
-            self._line(f"step 0/{self.total} val {r['val_loss']:.3f} (untrained)") if self.bar is None else None
+            self._line(
+                f"step 0/{self.total} val {r['val_loss']:.3f} (untrained)"
+            ) if self.bar is None else None
             return
         speed = r.get("tokens_per_s", r.get("examples_per_s"))
         if self.bar is not None:
@@ -221,8 +223,10 @@ def handed_spec(stream=None) -> Path | None:
     imported first, then one line from ``stream`` (stdin) handing over the job: its spec, its
     log (this process's output from then on) and its environment (its caps). None if the
     stream ends first. Its supervisor (:func:`lmcore.jobs.supervisor.spare`) writes the line."""
+    xla_cache.enable()  # before TensorFlow starts, as for any job (the imports below start it)
     device.import_tensorflow()
     from lmcore.training import loop  # noqa: F401  # reason: warm = the trainer's imports done before the job
+
     print(f"waiting for a job (warm trainer, pid {os.getpid()})", file=sys.stderr, flush=True)
     line = (stream or sys.stdin).readline()
     if not line.strip():

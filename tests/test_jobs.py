@@ -168,7 +168,9 @@ def _waiting_spare(root: Path, timeout: float = 120) -> tuple[int, int]:
     while time.time() < deadline:
         pid = queue._spare_alive(root)
         log = queue.spare_file(root, "log")
-        said = re.findall(r"waiting for a job \(warm trainer, pid (\d+)\)", log.read_text() if log.is_file() else "")
+        said = re.findall(
+            r"waiting for a job \(warm trainer, pid (\d+)\)", log.read_text() if log.is_file() else ""
+        )
         if pid and said and said[-1] in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
             return pid, int(said[-1])
         time.sleep(0.2)
@@ -182,6 +184,7 @@ def test_a_job_handed_to_the_warm_trainer_runs_with_its_own_caps_and_leaves_noth
     from lmcore.jobs import public
 
     monkeypatch.setenv("LMLAB_WARM_TRAINER", "1")
+    monkeypatch.setenv("LMLAB_COMPILE_CACHE", str(tmp_path / "xla"))
     root = tmp_path / "runs"
     assert queue.keep_spare(root)
     policy = public.Policy(public=True, max_steps=1000, max_minutes=0.0001)  # a cap that stops at once
@@ -205,6 +208,7 @@ def test_a_job_handed_to_the_warm_trainer_runs_with_its_own_caps_and_leaves_noth
                 assert state["status"] == "completed", log
                 assert len(runs.read_jsonl(root / run_id / "metrics.jsonl")) == 3  # step 0, two intervals
         assert len(set(spares)) == 5  # one process a job: nothing of one job stays for the next
+        assert list((tmp_path / "xla").glob("*/store/*.pb"))  # a warm trainer's XLA uses the cache too
         assert max(sizes) < 1.25 * min(sizes), sizes  # the waiting trainers do not grow job after job
     finally:
         spare = queue._spare_alive(root)

@@ -82,7 +82,9 @@ def _train(cache: str, root: Path, corpus: Path) -> tuple[list, str]:
     argv = ["train", "--corpus", str(corpus), "--model", "tiny", "--steps", "20", "--batch-size", "8"]
     argv += ["--log-every", "10", "--eval-every", "10", "--eval-batches", "1", "--sample-length", "0"]
     argv += ["--jit", "--seed", "3", "--runs-dir", str(root), "--json"]
-    proc = subprocess.run([sys.executable, "-m", "lmcore", *argv], env=env, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lmcore", *argv], env=env, capture_output=True, text=True, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -4,6 +4,7 @@
     python -m lmcore.bench.load cycles [--cycles 50]                    # train/generate cycles, one session
     python -m lmcore.bench.load overhead [--rounds 3] [--steps 400]     # live curves' cost to training speed
     python -m lmcore.bench.load memory [--steps 1000] [--env K=V ...]   # peak memory of one default run
+    python -m lmcore.bench.load first-point [--steps 100]                 # click to the curve's first point
 
 ``follow`` starts ``streamlit run app.py`` with two training slots, launches two runs through
 ``lmcore.jobs.queue`` (the same child processes the Train page starts), opens ``--sessions`` browser
@@ -173,7 +174,11 @@ def bench_follow(args) -> dict:
         server.stop(jobs_too=False)
     speed = {}
     for run_id in ids:
-        rates = [m["tokens_per_s"] for m in runs.read_jsonl(runs_dir / run_id / "metrics.jsonl") if "tokens_per_s" in m]
+        rates = [
+            m["tokens_per_s"]
+            for m in runs.read_jsonl(runs_dir / run_id / "metrics.jsonl")
+            if "tokens_per_s" in m
+        ]
         speed[run_id] = round(statistics.median(rates)) if rates else None
     return {
         "sessions": args.sessions,
@@ -412,6 +417,89 @@ def bench_memory(args) -> dict:
     }
 
 
+def live_loss_points(page) -> int:
+    """Points on the live view's loss chart now, training and validation (step 0's first)."""
+    return page.evaluate("""() => {
+        for (const p of document.querySelectorAll('.js-plotly-plot')) {
+            const titles = ((p.layout || {}).annotations || []).map(a => a.text);
+            if (!titles.includes('Loss (nats)')) continue;  // not the live figure
+            let n = 0;
+            for (const t of (p._fullData || [])) if (t.xaxis === 'x' && t.x) n += t.x.length || 0;
+            return n;
+        }
+        return 0;
+    }""")
+
+
+def _click_to_first_point(browser, url: str, shots: Path, tag: str, steps: int) -> dict:
+    """A new session opens Train and starts the default run with ``steps`` steps; the seconds
+    from the click to the live loss chart's first point and to its first training point."""
+    page = browser.new_page(viewport={"width": 1300, "height": 1400})
+    page.set_default_timeout(120_000)
+    page.goto(f"{url}/train")
+    page.get_by_role("button", name="Start training").wait_for()
+    settle(page)
+    set_field(page, "Steps", steps)
+    page.get_by_role("button", name="Start training").click()
+    t0, found, shots_due = time.perf_counter(), {}, [1.0, 3.0, 6.0]
+    while time.perf_counter() - t0 < 300 and "first_train_point_s" not in found:
+        now = time.perf_counter() - t0
+        if shots_due and now >= shots_due[0]:
+            page.screenshot(path=str(shots / f"{tag}-{shots_due.pop(0):.0f}s.png"))
+        if live_loss_points(page) and "first_point_s" not in found:
+            found["first_point_s"] = round(now, 2)
+            page.screenshot(path=str(shots / f"{tag}-first-point.png"))
+        if curve_points(page):
+            found["first_train_point_s"] = round(now, 2)
+            page.screenshot(path=str(shots / f"{tag}-first-train-point.png"))
+        page.wait_for_timeout(100)
+    page.close()
+    return found
+
+
+def bench_first_point(args) -> dict:
+    """The click to the curve's first point on a fresh server (empty runs folder and
+    compilation cache), then from a new session once that run has ended (a warm trainer and
+    a warm cache); then, on a restarted server, Generate's click to the first text."""
+    from playwright.sync_api import sync_playwright
+
+    runs_dir = Path(tempfile.mkdtemp(prefix="lmlab-first-"))
+    shots = Path(args.screenshots)
+    shots.mkdir(parents=True, exist_ok=True)
+    env = {"LMLAB_COMPILE_CACHE": str(runs_dir / ".xla"), **dict(kv.split("=", 1) for kv in args.env)}
+    result: dict = {"env": env, "steps": args.steps}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        server = Server(runs_dir, env=env)
+        try:
+            for tag in ("very-first", "after-a-run"):
+                result[tag] = _click_to_first_point(browser, server.url, shots, tag, args.steps)
+                for run_dir in runs_dir.glob("2*"):
+                    wait_finished(run_dir)
+                time.sleep(args.settle)  # the finished job's supervisor starts the next warm trainer
+        finally:
+            server.stop()
+        server = Server(runs_dir, env=env)  # a fresh server, the runs kept
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1400})
+            page.set_default_timeout(120_000)
+            page.goto(f"{server.url}/generate")
+            page.get_by_role("button", name="Generate").wait_for()
+            settle(page)
+            before = page.locator('[data-testid="stText"]').count()
+            page.get_by_role("button", name="Generate").click()
+            t0 = time.perf_counter()
+            page.wait_for_function(
+                f"() => document.querySelectorAll('[data-testid=\"stText\"]').length > {before}"
+            )
+            result["generate_first_text_s"] = round(time.perf_counter() - t0, 2)
+            page.screenshot(path=str(shots / "generate-first-text.png"))
+        finally:
+            server.stop()
+        browser.close()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -432,10 +520,20 @@ def main() -> None:
     m.add_argument(
         "--cgroup-mb", type=int, default=0, help="run the server in a memory cgroup of this size (root)"
     )
+    fp = sub.add_parser(
+        "first-point", help="click to the curve's first point, fresh and warm; Generate's first text"
+    )
+    fp.add_argument(
+        "--steps", type=int, default=100, help="the runs' steps (the first point does not depend on it)"
+    )
+    fp.add_argument("--settle", type=float, default=15, help="seconds between a run's end and the next click")
+    fp.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server and its jobs")
+    fp.add_argument("--screenshots", default="first-point-shots", help="folder for the screenshots")
     args = parser.parse_args()
     if args.what == "overhead" and min(args.rounds, args.steps) < 1:
         parser.error("--rounds and --steps must be at least 1")
     benches = dict(follow=bench_follow, cycles=bench_cycles, overhead=bench_overhead, memory=bench_memory)
+    benches["first-point"] = bench_first_point
     result = benches[args.what](args)
     print(json.dumps(result))
 

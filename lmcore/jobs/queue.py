@@ -101,7 +101,13 @@ def _spawn(root: Path, run_id: str, mode: str, env: dict[str, str]) -> None:
 
 # What a job's environment carries of its own (:func:`_admit`): never passed on to a warm
 # trainer, which gets the next job's own with the job.
-JOB_ENV = ("LMLAB_PUBLIC", "LMLAB_DISK_BUDGET_MB", "LMLAB_JOB_MAX_STEPS", "LMLAB_JOB_DEADLINE", "LMLAB_JOB_MINUTES")
+JOB_ENV = (
+    "LMLAB_PUBLIC",
+    "LMLAB_DISK_BUDGET_MB",
+    "LMLAB_JOB_MAX_STEPS",
+    "LMLAB_JOB_DEADLINE",
+    "LMLAB_JOB_MINUTES",
+)
 
 
 def _start(root: Path, args: list[str], log: Path, mode: str, env: dict[str, str]) -> int:
