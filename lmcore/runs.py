@@ -180,9 +180,9 @@ def per_step(records: list[dict]) -> list[dict]:
     rows, last_step, last_time = [], 0, 0.0
     for r in records:
         losses, lrs = r.get("step_losses"), r.get("step_lr")
-        if losses and "step" in r:
+        if isinstance(losses, list) and losses and "step" in r:  # a table's row has NaN for none
             n = len(losses)
-            lrs = lrs if lrs and len(lrs) == n else [r.get("lr")] * n
+            lrs = lrs if isinstance(lrs, list) and len(lrs) == n else [r.get("lr")] * n
             for i, (loss, lr) in enumerate(zip(losses, lrs, strict=True)):
                 frac = (i + 1) / n
                 step = r["step"] - n + 1 + i
@@ -194,7 +194,7 @@ def per_step(records: list[dict]) -> list[dict]:
                         "lr": lr,
                     }
                 )
-        elif "loss" in r and "step" in r:
+        elif isinstance(r.get("loss"), int | float) and r["loss"] == r["loss"] and "step" in r:  # not NaN
             rows.append({k: r[k] for k in ("step", "time", "loss", "lr") if k in r})
         last_step, last_time = r.get("step", last_step), r.get("time", last_time)
     return rows

@@ -219,3 +219,17 @@ def test_a_run_made_by_an_earlier_version_fine_tunes(tmp_path, fixture):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == "completed" and result["parent"] == fixture.name
     assert runs.read_record(Path(result["run_dir"])).parent == fixture.name
+
+
+def test_per_step_reads_a_tables_rows_with_step_0s_validation_only_record():
+    """The live chart hands per_step a DataFrame's rows: step 0 (the untrained model's
+    validation) has NaN where the interval records have their lists and losses."""
+    nan = float("nan")
+    rows = [
+        {"step": 0, "time": 0.0, "loss": nan, "step_losses": nan, "step_lr": nan, "lr": nan, "val_loss": 4.2},
+        {"step": 2, "time": 1.0, "loss": 3.5, "step_losses": [3.6, 3.4], "step_lr": [0.1, 0.2], "lr": 0.2},
+    ]
+    assert runs.per_step(rows) == [
+        {"step": 1, "time": 0.5, "loss": 3.6, "lr": 0.1},
+        {"step": 2, "time": 1.0, "loss": 3.4, "lr": 0.2},
+    ]
