@@ -446,9 +446,10 @@ class Trainer:
             several = model.distribute_strategy.num_replicas_in_sync > 1
             model.steps_per_execution = 1 if several else steps_per_execution(c, self.start_step)
             train_ds = make_dataset(self.start_step)
-            build_state(model, train_ds)
-            if self.start_step == 0:
-                self.first_point(model)
+            if not distribute.is_multiworker(model.distribute_strategy):  # its own build and collectives
+                build_state(model, train_ds)
+                if self.start_step == 0:
+                    self.first_point(model)
             label = getattr(self.task, "label", "")
             runs.write_status(self.run_dir, "running", step=self.start_step, phase=compiling_phase(label))
             self.fit_started = time.perf_counter()
