@@ -47,11 +47,6 @@ class Progress:
             self._line(f"sample at step {record['step']}: {record['text'][:80]!r}")
 
     def _progress(self, r: dict) -> None:
-        if "loss" not in r:  # step 0: the untrained model's validation only
-            self._line(
-                f"step 0/{self.total} val {r['val_loss']:.3f} (untrained)"
-            ) if self.bar is None else None
-            return
         speed = r.get("tokens_per_s", r.get("examples_per_s"))
         if self.bar is not None:
             values = [
