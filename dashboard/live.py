@@ -116,7 +116,10 @@ def pace(metrics: list[dict]) -> float:
     browser and a twentieth in the server for each refresh per second (BENCHMARKS.md), taken
     from training when they share its cores. So the view refreshes as often as records come.
     """
-    times = [m["time"] for m in metrics[-4:] if "time" in m]
+    # Trained intervals only: step 0 (the untrained model's validation, at time 0) comes before
+    # the first compiled interval, so its gap is start-up, not pace; counted, it made the view
+    # change pace (and rebuild the page under the user's clicks) once the steady gaps came.
+    times = [m["time"] for m in metrics if "time" in m and "loss" in m][-4:]
     if len(times) < 2:
         return 2.0
     gap = statistics.median(b - a for a, b in zip(times, times[1:], strict=False))

@@ -47,6 +47,11 @@ class Progress:
             self._line(f"sample at step {record['step']}: {record['text'][:80]!r}")
 
     def _progress(self, r: dict) -> None:
+        if "loss" not in r:  # step 0: the untrained model's validation only
+            self._line(
+                f"step 0/{self.total} val {r['val_loss']:.3f} (untrained)"
+            ) if self.bar is None else None
+            return
         speed = r.get("tokens_per_s", r.get("examples_per_s"))
         if self.bar is not None:
             values = [
@@ -227,6 +232,7 @@ def handed_spec(stream=None) -> Path | None:
     if not line.strip():
         return None
     job = json.loads(line)
+    xla_cache.refresh()  # what the server's warm-up compiled while this process waited
     fd = os.open(job["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     for target in (sys.stdout, sys.stderr):
         target.flush()

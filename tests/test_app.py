@@ -138,7 +138,7 @@ def test_the_live_view_refreshes_at_the_pace_of_the_logs(tmp_path):
 
     def interval(times):
         (tmp_path / "metrics.jsonl").write_text(
-            "".join(json.dumps({"step": i, "time": t}) + "\n" for i, t in enumerate(times))
+            "".join(json.dumps({"step": i, "time": t, "loss": 1.0}) + "\n" for i, t in enumerate(times))
         )
         return live.refresh_interval(tmp_path)
 
@@ -147,3 +147,10 @@ def test_the_live_view_refreshes_at_the_pace_of_the_logs(tmp_path):
     assert interval([0.0, 4.0, 8.1, 12.0, 16.0]) == 4.0  # the last three gaps: 4.1, 3.9, 4.0
     assert interval([0.0, 0.2, 0.4]) == 1.0  # faster logs: at most once a second
     assert interval([0.0, 30.0, 60.0]) == 5.0  # slow logs: still at least every 5 s
+    # step 0 (the untrained model's validation, no training loss) is start-up, not pace
+    (tmp_path / "metrics.jsonl").write_text(
+        json.dumps({"step": 0, "time": 0.0, "val_loss": 4.6})
+        + "\n"
+        + "".join(json.dumps({"step": s, "time": t, "loss": 3.0}) + "\n" for s, t in ((10, 9.0), (20, 10.1)))
+    )
+    assert live.refresh_interval(tmp_path) == 1.1

@@ -161,8 +161,9 @@ def test_classify_train_records_scores_lineage_and_curves(classifier_run):
         "new",
     ]
     metrics = runs.read_jsonl(run_dir / "metrics.jsonl")
-    assert [m["step"] for m in metrics] == [10, 20, 30, 40]
-    assert "val_acc" in metrics[1] and "val_f1" in metrics[-1]
+    assert [m["step"] for m in metrics] == [0, 10, 20, 30, 40]  # 0: the untrained classifier
+    assert "val_loss" in metrics[0] and "loss" not in metrics[0]
+    assert "val_acc" in metrics[2] and "val_f1" in metrics[-1]
     assert runs.existing_checkpoint(run_dir) is None  # not offered to the Generate page
     summary = runs.summary(run_dir)
     assert summary["task"] == "classify" and summary["parent"] == parent

@@ -206,7 +206,7 @@ def test_a_job_handed_to_the_warm_trainer_runs_with_its_own_caps_and_leaves_noth
                 assert state["status"] == "stopped" and "time limit" in state["message"], log
             else:
                 assert state["status"] == "completed", log
-                assert len(runs.read_jsonl(root / run_id / "metrics.jsonl")) == 2  # two intervals of 5 steps
+                assert len(runs.read_jsonl(root / run_id / "metrics.jsonl")) == 3  # step 0, two intervals
         assert len(set(spares)) == 5  # one process a job: nothing of one job stays for the next
         assert list((tmp_path / "xla").glob("*/store/*.pb"))  # a warm trainer's XLA uses the cache too
         assert max(sizes) < 1.25 * min(sizes), sizes  # the waiting trainers do not grow job after job

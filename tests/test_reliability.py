@@ -361,7 +361,7 @@ def test_case8_a_loss_that_becomes_nan_fails_the_run_and_keeps_the_last_good_che
     status = runs.read_status(run_dir)
     assert status["status"] == "failed" and status["message"] == result["message"]
     steps = [m["step"] for m in runs.read_jsonl(run_dir / "metrics.jsonl")]
-    assert steps == [10, 20]  # it stopped in the first interval that went bad
+    assert steps == [0, 10, 20]  # it stopped in the first interval that went bad
     model = models.load_model(runs.checkpoint(run_dir))
     assert int(model.optimizer.iterations.numpy()) == 20
     assert all(np.isfinite(w).all() for w in model.get_weights())
@@ -438,7 +438,7 @@ def test_case9_sigkill_during_a_checkpoint_write_loses_nothing(small_file, tmp_p
     model = models.load_model(runs.checkpoint(run_dir))  # the previous checkpoint, whole
     assert int(model.optimizer.iterations.numpy()) == 20
     assert runs.read_status(run_dir)["status"] == "interrupted"
-    assert [m["step"] for m in runs.read_jsonl(run_dir / "metrics.jsonl")] == [10, 20, 30]
+    assert [m["step"] for m in runs.read_jsonl(run_dir / "metrics.jsonl")] == [0, 10, 20, 30]
 
     before = (run_dir / "config.json").read_text()
     for flag, value in (("--lr", "0.5"), ("--batch-size", "64"), ("--model", "nano")):
@@ -452,7 +452,7 @@ def test_case9_sigkill_during_a_checkpoint_write_loses_nothing(small_file, tmp_p
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["status"] == "completed"
     metrics = runs.read_jsonl(run_dir / "metrics.jsonl")
-    assert [m["step"] for m in metrics] == [10, 20, 30, 40, 50, 60]  # one continuous curve
+    assert [m["step"] for m in metrics] == [0, 10, 20, 30, 40, 50, 60]  # one continuous curve
     times = [m["time"] for m in metrics]
     assert times == sorted(times)
     assert not partial.exists()  # the half-written file is cleared on resume

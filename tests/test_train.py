@@ -27,12 +27,14 @@ def prepare(small_file, **overrides):
 
 def test_a_short_run_learns_and_records_everything(tiny_run):
     metrics = runs.read_jsonl(tiny_run / "metrics.jsonl")
-    assert [m["step"] for m in metrics] == [10, 20, 30]
+    assert [m["step"] for m in metrics] == [0, 10, 20, 30]  # 0: the untrained model, before a step
     vocab = runs.read_json(tiny_run / "config.json")["model"]["vocab_size"]
-    first, last = metrics[0], metrics[-1]
+    untrained, first, last = metrics[0], metrics[1], metrics[-1]
+    assert untrained["time"] == 0.0 and "loss" not in untrained and "step_losses" not in untrained
+    assert abs(untrained["val_loss"] - math.log(vocab)) < 0.5  # about a uniform guess
     assert last["val_loss"] < first["loss"] < math.log(vocab) + 0.5
     assert last["val_loss"] < math.log(vocab) - 0.5  # far better than guessing uniformly
-    for m in metrics:
+    for m in metrics[1:]:
         assert math.isclose(m["bits"], m["loss"] / math.log(2))
         assert math.isclose(m["ppl"], math.exp(m["loss"]), rel_tol=1e-6)
         assert 0 <= m["acc"] <= 1 and m["lr"] > 0 and m["tokens_per_s"] > 0
@@ -83,7 +85,7 @@ def test_stop_request_is_honoured_within_one_step_then_resume_continues(small_fi
     resumed = lm.resume(run)
     assert resumed["status"] == "completed" and resumed["steps"] == 30
     steps = [m["step"] for m in runs.read_jsonl(run / "metrics.jsonl")]
-    assert steps == [10, 11, 21, 30]  # one continuous curve
+    assert steps == [0, 10, 11, 21, 30]  # one continuous curve, its step 0 logged once
     times = [m["time"] for m in runs.read_jsonl(run / "metrics.jsonl")]
     assert times == sorted(times)
 
@@ -202,6 +204,7 @@ def test_every_step_is_on_the_curve_recorded_inside_the_compiled_call(tiny_run):
 
     record = runs.read_record(tiny_run)
     metrics = runs.read_jsonl(tiny_run / "metrics.jsonl")
+    metrics = [m for m in metrics if m["step"]]  # not step 0, which is the untrained model's validation
     assert metrics and all(len(m["step_losses"]) == record.train.log_every for m in metrics)
     for m in metrics:
         assert math.isclose(np.mean(m["step_losses"]), m["loss"], rel_tol=1e-4)

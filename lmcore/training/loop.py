@@ -417,6 +417,17 @@ class Trainer:
         if self.listener:
             self.listener("log", record)
 
+    def first_point(self, model) -> None:
+        """The untrained model's validation, logged as step 0 before the first step: the
+        curve starts seconds after the launch instead of after a compiled interval. It
+        compiles the validation step, which the first validation would compile anyway."""
+        runs.write_status(self.run_dir, "running", step=0, phase="measuring the untrained model")
+        val = self.task.validate(model)
+        if math.isfinite(val["val_loss"]):
+            runs.append_jsonl(self.run_dir / runs.METRICS, {"step": 0, "time": 0.0, **val})
+            if self.listener:
+                self.listener("log", {"step": 0, "time": 0.0, **val})
+
     def run(self, make_model: Callable, make_dataset: Callable) -> dict:
         """``make_model()`` builds or loads the compiled model, ``make_dataset(start_step)`` the
         endless training stream; both are called here, so that any failure from then on (a
@@ -437,6 +448,8 @@ class Trainer:
             train_ds = make_dataset(self.start_step)
             if not distribute.is_multiworker(model.distribute_strategy):  # its own build and collectives
                 build_state(model, train_ds)
+                if self.start_step == 0:
+                    self.first_point(model)
             label = getattr(self.task, "label", "")
             runs.write_status(self.run_dir, "running", step=self.start_step, phase=compiling_phase(label))
             self.fit_started = time.perf_counter()
