@@ -34,6 +34,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -162,6 +163,11 @@ def read_jsonl(path: Path) -> list[dict]:
         data = path.read_bytes()  # bytes: a line cut inside a multi-byte character is still whole-line safe
     except OSError:
         return []
+    return _parse_lines(data)
+
+
+def _parse_lines(data: bytes) -> list[dict]:
+    """The records of ``data``'s complete lines (after its last newline is the next one's start)."""
     records = []
     for line in data.split(b"\n")[:-1]:
         try:
@@ -171,6 +177,59 @@ def read_jsonl(path: Path) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+@dataclass
+class _Tail:
+    """What :func:`read_appended` has read of one file: its records up to ``offset``."""
+
+    inode: tuple[int, int]
+    offset: int  # just after the last complete line read
+    guard: bytes  # the bytes just before ``offset``: if they change, the file was rewritten
+    records: list[dict]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_TAILS: dict[Path, _Tail] = {}
+_TAILS_LOCK = threading.Lock()
+TAILS_KEPT = 64  # files followed at once, across the whole server
+
+
+def read_appended(path: Path) -> list[dict]:
+    """:func:`read_jsonl` for an append-only file read again and again (a live run's metrics,
+    followed by every session watching it): the records already read are kept, process-wide,
+    and only the bytes appended since are read and parsed. A file replaced, shortened or
+    rewritten under the same size is read whole again. The list returned is the caller's."""
+    path = Path(path)
+    try:
+        st_ = path.stat()
+    except OSError:
+        return []
+    with _TAILS_LOCK:
+        tail = _TAILS.pop(path, None)
+        if tail is None or tail.inode != (st_.st_dev, st_.st_ino) or st_.st_size < tail.offset:
+            tail = _Tail((st_.st_dev, st_.st_ino), 0, b"", [])
+        _TAILS[path] = tail  # the newest last: the oldest is dropped first
+        while len(_TAILS) > TAILS_KEPT:
+            _TAILS.pop(next(iter(_TAILS)))
+    with tail.lock:  # one reader of a file at a time; other files are read meanwhile
+        for _ in range(2):
+            start = tail.offset - len(tail.guard)
+            try:
+                with path.open("rb") as f:
+                    f.seek(start)
+                    data = f.read()
+            except OSError:
+                return []
+            if data.startswith(tail.guard):
+                break
+            tail.offset, tail.guard, tail.records = 0, b"", []  # rewritten in place: read it whole
+        end = data.rfind(b"\n", len(tail.guard)) + 1  # a line still being written waits for its newline
+        if end > len(tail.guard):
+            tail.records.extend(_parse_lines(data[len(tail.guard) : end]))
+            tail.offset = start + end
+            tail.guard = data[max(end - 64, 0) : end]
+        return list(tail.records)
 
 
 def per_step(records: list[dict]) -> list[dict]:
@@ -468,9 +527,9 @@ def snapshot(run_dir: Path) -> Snapshot:
     """A run as it is now, for one refresh of a view that follows it."""
     path = run_dir / METRICS
     size = path.stat().st_size if path.is_file() else 0
-    samples = read_jsonl(run_dir / SAMPLES)
+    samples = read_appended(run_dir / SAMPLES)
     record = read_record(run_dir) if run_dir.is_dir() else None
-    return Snapshot(record, read_jsonl(path) if size else [], size, samples[-1] if samples else None)
+    return Snapshot(record, read_appended(path) if size else [], size, samples[-1] if samples else None)
 
 
 def list_runs(root: Path) -> list[dict]:

@@ -233,3 +233,24 @@ def test_per_step_reads_a_tables_rows_with_step_0s_validation_only_record():
         {"step": 1, "time": 0.5, "loss": 3.6, "lr": 0.1},
         {"step": 2, "time": 1.0, "loss": 3.4, "lr": 0.2},
     ]
+
+
+def test_read_appended_reads_only_what_was_appended_and_notices_a_rewrite(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert runs.read_appended(path) == []  # not there yet
+    path.write_text('{"step": 1}\n{"step": 2}\n{"st')  # the last line is still being written
+    assert runs.read_appended(path) == [{"step": 1}, {"step": 2}]
+    with path.open("a") as f:
+        f.write('ep": 3}\n')
+    got = runs.read_appended(path)
+    assert got == [{"step": 1}, {"step": 2}, {"step": 3}] == runs.read_jsonl(path)
+    got.append({"step": 99})  # the caller's list: the cache is not changed through it
+    assert runs.read_appended(path) == runs.read_jsonl(path)
+    path.write_text('{"step": 7}\n{"step": 8}\n{"step": 9}\n')  # rewritten, same inode, as long
+    assert runs.read_appended(path) == [{"step": 7}, {"step": 8}, {"step": 9}]
+    path.write_text('{"step": 5}\n')  # shortened
+    assert runs.read_appended(path) == [{"step": 5}]
+    replaced = tmp_path / "new.jsonl"
+    replaced.write_text('{"step": 6}\n{"step": 7}\n')
+    os.replace(replaced, path)  # a new file under the same name
+    assert runs.read_appended(path) == [{"step": 6}, {"step": 7}]
