@@ -7,6 +7,8 @@ here imports TensorFlow at import time: a model's loader reaches it only when it
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import streamlit as st
@@ -49,13 +51,44 @@ def entropy_bits(text: str) -> float:
     return info.unigram_entropy(text) if text else 0.0
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def generator(run_dir: str, which: str, mtime: float):
-    """(LogitsFn, tokenizer, config) for a checkpoint; ``mtime`` makes a newer checkpoint reload."""
+def _load_generator(run_dir: str, which: str):
     # No XLA in the server: its compiled code would stay in memory after the model is evicted.
     loaded = decoding.load_run(Path(run_dir), which, jit=False)
-    decoding.warm_up(loaded[0])  # trace the decoder now, under this spinner, not at the first token
+    decoding.warm_up(loaded[0])  # trace the decoder now, not at the first token
     return loaded
+
+
+PRELOADS_KEPT = 2  # checkpoints loading (or loaded, not yet asked for) ahead of the click
+_preloads: dict[tuple, Future] = {}
+_preloads_lock = threading.Lock()
+_preloader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmlab-preload")
+
+
+def preload_generator(run_dir: str, which: str, mtime: float) -> None:
+    """Start loading the checkpoint the Generate page shows, in one background thread, so
+    that "Generate" finds it loaded (importing TensorFlow and tracing the decoder take
+    seconds). One load at a time; only the newest few are kept, and an older one not begun
+    is cancelled. :func:`generator` takes the load over once it is asked for."""
+    key = (run_dir, which, mtime)
+    with _preloads_lock:
+        if key in _preloads:
+            return
+        _preloads[key] = _preloader.submit(_load_generator, run_dir, which)
+        while len(_preloads) > PRELOADS_KEPT:
+            _preloads.pop(next(iter(_preloads))).cancel()  # a no-op for one already loading
+
+
+def _take_preload(key: tuple):
+    with _preloads_lock:
+        future = _preloads.pop(key, None)
+    return future.result() if future is not None and not future.cancelled() else None
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def generator(run_dir: str, which: str, mtime: float):
+    """(LogitsFn, tokenizer, config) for a checkpoint; ``mtime`` makes a newer checkpoint reload.
+    It waits for a preload of the same checkpoint (its errors come through as its own)."""
+    return _take_preload((run_dir, which, mtime)) or _load_generator(run_dir, which)
 
 
 @st.cache_resource(show_spinner="Loading the classifier…", max_entries=4)

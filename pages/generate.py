@@ -26,6 +26,19 @@ run = labels[st.selectbox("Run", list(labels))]
 run_dir = Path(run["path"])
 which = st.radio("Checkpoint", ["last", "best"], horizontal=True, help="best = lowest validation loss so far")
 
+
+def checkpoint_time() -> float | None:
+    """The chosen checkpoint's time (a newer one reloads), or None if it has just gone."""
+    ckpt = runs.existing_checkpoint(run_dir, which)
+    try:
+        return ckpt.stat().st_mtime if ckpt else None
+    except OSError:  # deleted or pruned since the list was read
+        return None
+
+
+if (mtime := checkpoint_time()) is not None:
+    loaders.preload_generator(str(run_dir), which, mtime)  # loads while the settings are chosen
+
 prompt = st.text_area("Prompt", "The ", height=80)
 cols = st.columns(4)
 temperature = cols[0].slider(
@@ -65,8 +78,9 @@ if st.button("Generate", type="primary"):
     opts = decoding.SamplingOptions(temperature, int(top_k), top_p, int(seed), penalty, stops)
     try:
         opts.check()
-        ckpt = runs.existing_checkpoint(run_dir, which)
-        logits_fn, tok, _ = loaders.generator(str(run_dir), which, ckpt.stat().st_mtime)
+        if (mtime := checkpoint_time()) is None:
+            raise LMError(f"run {run_dir.name} has no {which} checkpoint any more")
+        logits_fn, tok, _ = loaders.generator(str(run_dir), which, mtime)
         ids, notes = decoding.prompt_ids(tok, prompt)
         seen = tok.decode(ids)  # the prompt as the model sees it (unknown characters dropped)
         left, right = st.columns(2) if side_by_side else (st.container(), None)
@@ -80,7 +94,7 @@ if st.button("Generate", type="primary"):
         shown = [*sampled["steps"], *(greedy["steps"] if greedy else [])]
         st.session_state["generation"] = {
             "run": run["run_id"],
-            "model": (str(run_dir), which, ckpt.stat().st_mtime),
+            "model": (str(run_dir), which, mtime),
             "names": {c.token_id: tok.token(c.token_id) for s in shown for c in s.candidates},
             "family": logits_fn.config.family,
             "prompt_ids": ids,
