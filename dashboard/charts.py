@@ -53,6 +53,9 @@ def curve_traces(df: pd.DataFrame, metric: str, smooth: float, x: str, label: st
     if val_key and val_key in df:
         val = df.dropna(subset=[val_key])
         traces.append(dict(x=val[x], y=val[val_key], mode="lines+markers", name=f"{label}validation"))
+    for trace in traces:
+        if trace["y"].notna().sum() == 1:  # the first point (step 0 sits on the axis): whole, and big
+            trace.update(cliponaxis=False, marker=dict(size=9))
     return traces
 
 
@@ -95,7 +98,7 @@ def live_figure(
         for trace in curve_traces(df, metric, smooth, x):
             color = colors[trace["name"]]
             fig.add_scatter(
-                **trace,
+                **{**trace, "marker": {**trace.get("marker", {}), "color": color}},
                 line=dict(color=color),
                 showlegend=n == 0,
                 legendgroup=trace["name"],

@@ -82,6 +82,16 @@ def status_text(page) -> str:
     return bars.first.inner_text() if bars.count() else ""
 
 
+def phase_text(page) -> str | None:
+    """What a starting run's live view says it is doing ("Starting: …" or "running · …"), if anything."""
+    for box in ('[data-testid="stAlert"]', '[data-testid="stProgress"]'):
+        found = page.locator(box)
+        text = found.first.inner_text() if found.count() else ""
+        if m := re.search(r"Starting: (.+?)…|running · ([^·]+?)… · step", text):
+            return m.group(1) or m.group(2)
+    return None
+
+
 def wait_status(page, pattern: str, timeout: float = 240) -> str:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -129,12 +139,18 @@ def test_a_new_users_path_through_the_app(server, page, small_text, tmp_path):
     choose(page, "Model", "tiny")
     set_number(page, "Steps", 600)
     page.get_by_role("button", name="Start training").click()
-    wait_status(page, r"running|starting", 60)
-    seen = set()
+    seen, phases = set(), []  # what the live view said, in order, until the first point
     deadline = time.time() + 240
     while time.time() < deadline and "completed" not in status_text(page):
+        if not seen - {0} and (phase := phase_text(page)) and phase not in phases:
+            phases.append(phase)
+            if len(phases) == 2:
+                shot(page, "04a-train-starting")  # the first seconds after the click
         seen.add(curve_points(page))
         page.wait_for_timeout(250)
+    # No dead air: until the curve's first point the view says what the job is doing.
+    assert len(phases) >= 2, f"start-up phases seen: {phases}"
+    print(f"\nstart-up phases shown: {phases}")
     wait_status(page, r"completed · step 600/600")
     settle(page)
     for _ in range(40):  # the final redraw may land just after the status line
