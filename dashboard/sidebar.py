@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard import access, fmt
 from lmcore import device, runs
-from lmcore.jobs import queue
+from lmcore.jobs import queue, warmup
 
 
 @st.cache_resource(show_spinner=False)
@@ -24,11 +24,13 @@ def unused_gpu() -> str | None:
 
 
 @st.cache_resource(show_spinner=False)
-def warm_trainer(root: str) -> None:
+def warm_start(root: str, step_cap: int | None) -> None:
     """Once per server and runs folder: a trainer with TensorFlow loaded waits for the first
-    job (the job layer keeps one after each job, where memory allows)."""
+    job (the job layer keeps one after each job, where memory allows), and the compilation
+    cache is warmed for the default run (once per cache; it gives way to any job)."""
     try:
         queue.keep_spare(Path(root))
+        warmup.start(Path(root), step_cap)
     except OSError:  # an unwritable runs folder: jobs start cold, and say why when they start
         pass
 
@@ -36,7 +38,8 @@ def warm_trainer(root: str) -> None:
 def draw() -> None:
     """The shared sidebar: the device, the runs folder (not in public mode), the admin unlock
     (public mode), and the jobs training now, refreshed at the live view's pace while any is."""
-    warm_trainer(str(access.runs_root().resolve()))
+    policy = access.policy()
+    warm_start(str(access.runs_root().resolve()), policy.max_steps if policy.public else None)
     with st.sidebar:
         st.caption(f"**Device:** {device_label()}")
         if device_label() != "CPU" and unused_gpu():

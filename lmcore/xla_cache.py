@@ -118,15 +118,7 @@ def enable() -> Path | None:
             store.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
-            dropped = []
-            for entry in _entries(store):
-                check = entry.with_name(entry.name + ".sha256")
-                if check.is_file() and check.read_text().strip() == _digest(entry):
-                    _link(entry, work / entry.name)
-                else:
-                    dropped.append(entry.name)
-                    entry.unlink(missing_ok=True)
-                    check.unlink(missing_ok=True)
+            dropped = [e.name for e in _entries(store) if not _admit(e, work)]
     except OSError as err:
         print(f"note: no compilation cache in {base}: {err.strerror or err}", file=sys.stderr)
         return None
@@ -141,6 +133,38 @@ def enable() -> Path | None:
     _enabled.update(work=work, store=store, home=home, known=known, found=len(known))
     atexit.register(_leave)
     return work
+
+
+def _admit(entry: Path, work: Path) -> bool:
+    """Link a store's entry into a work folder if its checksum holds, else remove it (called
+    under the lock); whether it was linked."""
+    check = entry.with_name(entry.name + ".sha256")
+    if check.is_file() and check.read_text().strip() == _digest(entry):
+        _link(entry, work / entry.name)
+        return True
+    entry.unlink(missing_ok=True)
+    check.unlink(missing_ok=True)
+    return False
+
+
+def refresh() -> int:
+    """Bring the entries published since :func:`enable` into this process's work folder
+    (checked, as there), for a process that waited before compiling (the warm trainer, while
+    the server's warm-up filled the store); returns how many."""
+    work = _enabled.get("work")
+    if work is None:
+        return 0
+    added = 0
+    try:
+        with _locked(_enabled["home"]):
+            for entry in _entries(_enabled["store"]):
+                if entry.name not in _enabled["known"] and _admit(entry, work):
+                    _enabled["known"].add(entry.name)
+                    added += 1
+    except OSError:  # the store is gone or unreadable: this job compiles what it lacks
+        return 0
+    _enabled["found"] = _enabled.get("found", 0) + added
+    return added
 
 
 def _leave() -> None:

@@ -10,11 +10,12 @@ from lmcore.experiments import ablation
 from lmcore.jobs import queue, specs
 from lmcore.nn import schedule
 from lmcore.nn.config import (
+    DEFAULT_MODEL,
     MODEL_NAMES,
     OPTIMIZERS,
-    RECIPES,
     SCHEDULES,
     DataConfig,
+    form_steps,
     make_config,
     make_train_config,
 )
@@ -42,7 +43,7 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
     model = cols[0].selectbox(
         "Model",
         MODEL_NAMES,
-        index=MODEL_NAMES.index("modern-nano"),
+        index=MODEL_NAMES.index(DEFAULT_MODEL),
         help="seed-lstm is the tutorial's network: Embedding 64, two LSTM 128 layers, Dense; "
         f"nano is nanoGPT's CPU shape; modern-nano the same shape with "
         f"{', '.join(ablation.modern_changes())}, trained with Muon",
@@ -62,7 +63,7 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
             "Steps",
             10,
             access.step_cap(),
-            min(RECIPES.get(model, {}).get("steps", 1000), access.step_cap()),
+            min(form_steps(model), access.step_cap()),
             step=100,
             key=f"st-{model}",
         )

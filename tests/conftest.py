@@ -15,6 +15,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # No warm trainer waits after each test's jobs (each would hold TensorFlow in memory for its
 # idle time); the tests of the warm trainer turn it on.
 os.environ.setdefault("LMLAB_WARM_TRAINER", "0")
+os.environ.setdefault("LMLAB_WARM_CACHE", "0")  # nor a server's warm-up of the compilation cache
 SHARED_DATA = ROOT.parent / "shared" / "data"
 # One compilation cache for the whole session, as one server's jobs share theirs.
 COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="lmlab-test-xla-"))

@@ -154,3 +154,31 @@ def test_the_live_view_refreshes_at_the_pace_of_the_logs(tmp_path):
         + "".join(json.dumps({"step": s, "time": t, "loss": 3.0}) + "\n" for s, t in ((10, 9.0), (20, 10.1)))
     )
     assert live.refresh_interval(tmp_path) == 1.1
+
+
+def test_generate_preloads_the_chosen_checkpoint_once_and_the_click_takes_it_over(monkeypatch):
+    import threading
+
+    from dashboard import loaders
+
+    loads, gate = [], threading.Event()
+
+    def load(run_dir, which):
+        gate.wait(10)  # still loading when asked for: the click waits for the same load
+        loads.append((run_dir, which))
+        return ("fn", "tok", run_dir)
+
+    monkeypatch.setattr(loaders, "_load_generator", load)
+    monkeypatch.setattr(loaders, "_preloads", {})
+    loaders.generator.clear()
+    loaders.preload_generator("runs/a", "last", 1.0)
+    loaders.preload_generator("runs/a", "last", 1.0)  # each rerun of the page asks again
+    gate.set()
+    assert loaders.generator("runs/a", "last", 1.0) == ("fn", "tok", "runs/a")
+    assert loads == [("runs/a", "last")]  # loaded once, by the preload
+    for n in range(4):  # a visitor clicking through runs: only the newest few are kept
+        loaders.preload_generator(f"runs/{n}", "best", 2.0)
+    assert list(loaders._preloads) == [("runs/2", "best", 2.0), ("runs/3", "best", 2.0)]
+    loaders._preloader.submit(lambda: None).result()  # the queue has drained
+    assert ("runs/3", "best") in loads
+    loaders.generator.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -214,3 +215,68 @@ def test_a_job_handed_to_the_warm_trainer_runs_with_its_own_caps_and_leaves_noth
         spare = queue._spare_alive(root)
         if spare:
             os.killpg(spare, 15)
+
+
+# ---------------------------------------------------------------------------- the cache's warm-up
+
+
+def test_the_warm_up_is_not_started_where_it_is_off_has_no_cache_or_no_room(tmp_path, monkeypatch):
+    from lmcore.jobs import warmup
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("LMLAB_WARM_CACHE", "1")
+    monkeypatch.setattr(queue, "room_beside_a_job", lambda: False)  # memory short
+    assert warmup.start(root) is None
+    monkeypatch.setattr(queue, "room_beside_a_job", lambda: True)
+    monkeypatch.setenv("LMLAB_WARM_CACHE", "0")
+    assert warmup.start(root) is None
+    monkeypatch.setenv("LMLAB_WARM_CACHE", "1")
+    monkeypatch.setenv("LMLAB_COMPILE_CACHE", "off")
+    assert warmup.start(root) is None
+    assert not runs.jobs_dir(root).exists()  # nothing was started
+
+
+def _ended(pid: int, timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not runs.process_alive(pid):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow  # compiles the default run's steps for real
+def test_the_warm_up_gives_way_to_a_job_then_warms_the_cache_once_and_leaves_no_run(
+    small_file, tmp_path, monkeypatch
+):
+    from lmcore import xla_cache
+    from lmcore.jobs import warmup
+
+    monkeypatch.setenv("LMLAB_WARM_CACHE", "1")
+    monkeypatch.setenv("LMLAB_COMPILE_CACHE", str(tmp_path / "xla"))
+    monkeypatch.setattr(queue, "room_beside_a_job", lambda: True)
+    root = tmp_path / "runs"
+    pid_file, log, scratch = warmup._files(root)
+    pid = warmup.start(root)
+    assert pid and warmup.start(root) is None  # one at a time
+    deadline = time.time() + 120
+    while not scratch.is_dir() and time.time() < deadline:  # it has begun the default run
+        time.sleep(0.2)
+    assert scratch.is_dir(), log.read_text()
+    argv = ["train", "--corpus", str(small_file), "--steps", "10", *TINY]
+    run_id = queue.launch(root, cli.spec_from_argv(argv), "job", "tiny")
+    assert _ended(pid, 10), "the warm-up did not give way to a job"
+    assert "giving way" in log.read_text() and not scratch.exists()
+    done = warmup.mark(warmup.default_spec())
+    assert not done.exists()  # not warmed: it tries again at the next server's start
+    assert wait_for(root, run_id, finished)["status"] == "completed"
+
+    pid = warmup.start(root)  # no job now: it warms the cache, once
+    assert pid and _ended(pid, 240), log.read_text()
+    assert "warm-up: done" in log.read_text(), log.read_text()
+    assert done.exists() and json.loads(done.read_text())["entries"] >= 1
+    store = tmp_path / "xla" / xla_cache.key() / "store"
+    assert list(store.glob("*.pb")) and not list(store.parent.glob("work-*"))
+    assert not scratch.exists() and not pid_file.exists()
+    assert [r["run_id"] for r in runs.list_runs(root)] == [run_id]  # it left no run behind
+    assert warmup.start(root) is None  # done once per cache

@@ -50,6 +50,21 @@ def test_only_checked_entries_reach_xla_and_the_others_are_removed(fresh, capsys
     assert xla_cache.enable() == work  # once per process
 
 
+def test_a_process_that_waited_takes_in_what_was_published_since_it_started(fresh):
+    """The warm trainer enables the cache when it starts and compiles minutes later, after the
+    server's warm-up has filled the store: the job it is handed must find those entries."""
+    import hashlib
+
+    work = xla_cache.enable()
+    assert not list(work.glob("*.pb")) and xla_cache.status()["entries"] == 0
+    new = _entry(fresh, "4", b"warmed", hashlib.sha256(b"warmed").hexdigest())  # another process
+    bad = _entry(fresh, "5", b"torn", hashlib.sha256(b"whole").hexdigest())
+    assert xla_cache.refresh() == 1
+    assert sorted(p.name for p in work.glob("*.pb")) == [new.name] and not bad.exists()
+    assert xla_cache.status()["entries"] == 1
+    assert xla_cache.refresh() == 0 and xla_cache.publish() == 0  # known: not taken or kept twice
+
+
 def test_what_xla_writes_is_published_with_its_checksum_and_the_store_stays_bounded(fresh, monkeypatch):
     monkeypatch.setenv("LMLAB_COMPILE_CACHE_MB", str(2.5 / 1024))  # 2.5 kB
     work = xla_cache.enable()

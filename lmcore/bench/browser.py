@@ -16,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from lmcore.jobs import queue
+from lmcore.jobs import queue, warmup
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: app.py beside lmcore/
 
@@ -66,6 +66,7 @@ class Server:
         if jobs_too and self.runs_dir.is_dir():
             for run_id in queue.queued(self.runs_dir) + queue.active(self.runs_dir):
                 queue.stop(self.runs_dir, run_id)
+            warmup.stop(self.runs_dir)  # and the warm-up of its cache, if it runs
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

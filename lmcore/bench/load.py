@@ -4,7 +4,7 @@
     python -m lmcore.bench.load cycles [--cycles 50]                    # train/generate cycles, one session
     python -m lmcore.bench.load overhead [--rounds 3] [--steps 400]     # live curves' cost to training speed
     python -m lmcore.bench.load memory [--steps 1000] [--env K=V ...]   # peak memory of one default run
-    python -m lmcore.bench.load first-point [--steps 100]                 # click to the curve's first point
+    python -m lmcore.bench.load first-point [--read 8]                  # click to the curve's first point
 
 ``follow`` starts ``streamlit run app.py`` with two training slots, launches two runs through
 ``lmcore.jobs.queue`` (the same child processes the Train page starts), opens ``--sessions`` browser
@@ -431,15 +431,14 @@ def live_loss_points(page) -> int:
     }""")
 
 
-def _click_to_first_point(browser, url: str, shots: Path, tag: str, steps: int) -> dict:
-    """A new session opens Train and starts the default run with ``steps`` steps; the seconds
+def _click_to_first_point(browser, url: str, shots: Path, tag: str) -> dict:
+    """A new session opens Train and starts the default run as the form has it; the seconds
     from the click to the live loss chart's first point and to its first training point."""
     page = browser.new_page(viewport={"width": 1300, "height": 1400})
     page.set_default_timeout(120_000)
     page.goto(f"{url}/train")
     page.get_by_role("button", name="Start training").wait_for()
     settle(page)
-    set_field(page, "Steps", steps)
     page.get_by_role("button", name="Start training").click()
     t0, found, shots_due = time.perf_counter(), {}, [1.0, 3.0, 6.0]
     while time.perf_counter() - t0 < 300 and "first_train_point_s" not in found:
@@ -457,45 +456,96 @@ def _click_to_first_point(browser, url: str, shots: Path, tag: str, steps: int) 
     return found
 
 
+def _stop_runs(runs_dir: Path) -> None:
+    """Stop the runs started (the first points are what is measured) and wait for their end."""
+    for run_dir in runs_dir.glob("2*"):
+        runs.request_stop(run_dir)
+    for run_dir in runs_dir.glob("2*"):
+        wait_finished(run_dir)
+
+
+def _warmed(runs_dir: Path, timeout: float) -> float | None:
+    """Seconds until the server's warm-up of the cache ended (None: it did not within ``timeout``)."""
+    from lmcore.jobs import warmup
+
+    t0, log = time.perf_counter(), warmup._files(runs_dir)[1]
+    while time.perf_counter() - t0 < timeout:
+        said = log.read_text() if log.is_file() else ""
+        if "warm-up: done" in said or "warm-up failed:" in said:
+            return round(time.perf_counter() - t0, 1) if "done" in said else None
+        time.sleep(0.5)
+    return None
+
+
+def _generate_first_text(browser, server: Server, shots: Path, wait: float) -> float:
+    """Generate's click to the first text, ``wait`` seconds after the page opened."""
+    page = browser.new_page(viewport={"width": 1300, "height": 1400})
+    page.set_default_timeout(120_000)
+    page.goto(f"{server.url}/generate")
+    page.get_by_role("button", name="Generate").wait_for()
+    settle(page)
+    page.wait_for_timeout(wait * 1000)
+    before = page.locator('[data-testid="stText"]').count()
+    page.get_by_role("button", name="Generate").click()
+    t0 = time.perf_counter()
+    page.wait_for_function(f"() => document.querySelectorAll('[data-testid=\"stText\"]').length > {before}")
+    seconds = round(time.perf_counter() - t0, 2)
+    page.screenshot(path=str(shots / f"generate-first-text-{wait:.0f}s.png"))
+    page.close()
+    return seconds
+
+
 def bench_first_point(args) -> dict:
-    """The click to the curve's first point on a fresh server (empty runs folder and
-    compilation cache), then from a new session once that run has ended (a warm trainer and
-    a warm cache); then, on a restarted server, Generate's click to the first text."""
+    """The click to the curve's first point for the Train page's default run:
+
+    * ``very-first``: a fresh server (empty runs folder and compilation cache), clicked at
+      once (the server's warm-up of the cache has just begun, and gives way);
+    * ``after-a-run``: a new session on that server once that run has stopped (a warm
+      trainer, a warm cache);
+    * ``after-the-warm-up``: another fresh server, clicked once its warm-up has ended.
+
+    Each run is stopped after its first training point. Then, on restarted servers (the runs
+    kept), Generate's click to the first text, at once and ``--read`` seconds after the page
+    opened (the checkpoint loads while the settings are read)."""
     from playwright.sync_api import sync_playwright
 
-    runs_dir = Path(tempfile.mkdtemp(prefix="lmlab-first-"))
+    base = Path(tempfile.mkdtemp(prefix="lmlab-first-"))
     shots = Path(args.screenshots)
     shots.mkdir(parents=True, exist_ok=True)
-    env = {"LMLAB_COMPILE_CACHE": str(runs_dir / ".xla"), **dict(kv.split("=", 1) for kv in args.env)}
-    result: dict = {"env": env, "steps": args.steps}
+    result: dict = {"env": dict(kv.split("=", 1) for kv in args.env)}
+
+    def server_for(runs_dir: Path) -> Server:
+        return Server(runs_dir, env={"LMLAB_COMPILE_CACHE": str(runs_dir / ".xla"), **result["env"]})
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        server = Server(runs_dir, env=env)
+        first, second = base / "first", base / "second"
+        server = server_for(first)
         try:
             for tag in ("very-first", "after-a-run"):
-                result[tag] = _click_to_first_point(browser, server.url, shots, tag, args.steps)
-                for run_dir in runs_dir.glob("2*"):
-                    wait_finished(run_dir)
+                result[tag] = _click_to_first_point(browser, server.url, shots, tag)
+                _stop_runs(first)
                 time.sleep(args.settle)  # the finished job's supervisor starts the next warm trainer
         finally:
             server.stop()
-        server = Server(runs_dir, env=env)  # a fresh server, the runs kept
+        server = server_for(second)
         try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1400})
-            page.set_default_timeout(120_000)
-            page.goto(f"{server.url}/generate")
-            page.get_by_role("button", name="Generate").wait_for()
-            settle(page)
-            before = page.locator('[data-testid="stText"]').count()
-            page.get_by_role("button", name="Generate").click()
-            t0 = time.perf_counter()
-            page.wait_for_function(
-                f"() => document.querySelectorAll('[data-testid=\"stText\"]').length > {before}"
+            browser.new_page().goto(f"{server.url}/train")  # a first visit starts the warm-up
+            result["warm_up_s"] = _warmed(second, 300)
+            result["after-the-warm-up"] = _click_to_first_point(
+                browser, server.url, shots, "after-the-warm-up"
             )
-            result["generate_first_text_s"] = round(time.perf_counter() - t0, 2)
-            page.screenshot(path=str(shots / "generate-first-text.png"))
+            _stop_runs(second)
         finally:
             server.stop()
+        for wait in (0.0, args.read):
+            server = server_for(first)  # a fresh server, the runs kept
+            try:
+                result[f"generate_first_text_s_after_{wait:g}s"] = _generate_first_text(
+                    browser, server, shots, wait
+                )
+            finally:
+                server.stop()
         browser.close()
     return result
 
@@ -523,9 +573,7 @@ def main() -> None:
     fp = sub.add_parser(
         "first-point", help="click to the curve's first point, fresh and warm; Generate's first text"
     )
-    fp.add_argument(
-        "--steps", type=int, default=100, help="the runs' steps (the first point does not depend on it)"
-    )
+    fp.add_argument("--read", type=float, default=8, help="seconds on Generate before the second click")
     fp.add_argument("--settle", type=float, default=15, help="seconds between a run's end and the next click")
     fp.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server and its jobs")
     fp.add_argument("--screenshots", default="first-point-shots", help="folder for the screenshots")

@@ -112,8 +112,16 @@ JOB_ENV = (
 
 def _start(root: Path, args: list[str], log: Path, mode: str, env: dict[str, str]) -> int:
     """Start ``python -m lmcore.jobs.supervisor ROOT *args`` in a session of its own; its pid."""
+    return start_module(root, "lmcore.jobs.supervisor", [str(root), *args], log, mode, env)
+
+
+def start_module(
+    root: Path, module: str, args: list[str], log: Path, mode: str = "wb", env: dict[str, str] | None = None
+) -> int:
+    """Start ``python -m MODULE *args`` in a session of its own, from the folder that holds
+    lmcore, without a finished job's caps, its output in ``log``; its pid."""
     _jobs_dir(root).mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "lmcore.jobs.supervisor", str(root), *args]
+    cmd = [sys.executable, "-m", module, *args]
     path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
     base = {k: v for k, v in os.environ.items() if k not in JOB_ENV}  # a finished job's caps stay behind
     with open(log, mode) as f:
@@ -122,7 +130,7 @@ def _start(root: Path, args: list[str], log: Path, mode: str, env: dict[str, str
             stdout=f,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**base, **env, "PYTHONPATH": path},
+            env={**base, **(env or {}), "PYTHONPATH": path},
             cwd=PACKAGE_ROOT,
             start_new_session=True,
         )
@@ -180,6 +188,12 @@ def spare_wanted() -> bool:
     most ``LMLAB_WARM_TRAINER_IDLE_S`` seconds (default 1,800) for a job, then ends."""
     if os.environ.get("LMLAB_WARM_TRAINER", "1").strip().lower() in ("0", "off", "no", "false"):
         return False
+    return room_beside_a_job()
+
+
+def room_beside_a_job() -> bool:
+    """Whether a waiting trainer (or the cache's warm-up, about as big) fits beside a job in
+    the memory this host (or its container) has left."""
     have, _ = device.available_memory()
     return have >= SPARE_BYTES + JOB_BYTES
 

@@ -61,6 +61,12 @@ TRIED = dict(mlp="relu2", tied_head=False, softcap=15.0)  # tried, and left out 
 PRESETS["modern-nano"] = (GPTConfig, {**PRESETS["nano"][1], **MODERN})
 PRESETS["modern-small"] = (GPTConfig, {**PRESETS["small"][1], **MODERN})
 MODEL_NAMES = tuple(PRESETS)
+DEFAULT_MODEL = "modern-nano"  # the Train page's first choice, and what the server warms up
+
+
+def form_steps(model: str) -> int:
+    """The step count the Train page offers first for ``model`` (its recipe's)."""
+    return RECIPES.get(model, {}).get("steps", 1000)
 
 
 def make_config(name: str, **overrides) -> RNNConfig | GPTConfig:

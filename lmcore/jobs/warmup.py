@@ -1,0 +1,158 @@
+"""The server's warm-up of the compilation cache: once per cache, at the lowest priority.
+
+A fresh server's first run compiles its steps (about 10 s on 2 cores) before its curve moves.
+At the dashboard's first visit, :func:`start` runs ``python -m lmcore.jobs.warmup ROOT`` in
+the background: it trains the Train page's default run (:func:`default_spec`) until its first
+interval, which compiles the validation and the training step into the cache
+(:mod:`lmcore.xla_cache`), then ends, leaving no run behind. A ``warmed-<hash>`` mark in the
+cache's folder makes it happen once per cache (a TensorFlow upgrade or a changed default is a
+new hash). It starts only where a job fits beside it (the warm trainer's memory check), and it
+gives way at once, publishing nothing, when any job starts or queues: it never slows a run.
+``LMLAB_WARM_CACHE=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from lmcore import runs, xla_cache
+from lmcore.jobs import queue, specs
+from lmcore.nn.config import DEFAULT_MODEL, DataConfig, form_steps, make_config, make_train_config
+from lmcore.text import corpus, tokenizers
+
+
+def default_spec(step_cap: int | None = None) -> specs.TrainSpec:
+    """The run the Train page starts when nothing is changed (``step_cap``: a public server's)."""
+    recipe, steps = make_train_config(DEFAULT_MODEL), form_steps(DEFAULT_MODEL)
+    return specs.TrainSpec(
+        DEFAULT_MODEL,
+        DataConfig(corpus.BUILTIN_SOURCES[0], tokenizers.KINDS[0]),
+        replace(recipe, steps=min(steps, step_cap or steps)),
+        block_size=make_config(DEFAULT_MODEL).block_size,
+    )
+
+
+def _files(root: Path) -> tuple[Path, Path, Path]:
+    """Its pid file, log and scratch runs folder, in the jobs folder (no job list counts them)."""
+    folder = runs.jobs_dir(root)
+    return folder / "_warmup.pid", folder / "_warmup.log", folder / "_warmup-runs"
+
+
+def mark(spec: specs.TrainSpec) -> Path | None:
+    """The file that says this cache holds ``spec``'s compiled steps (None: no cache)."""
+    base = xla_cache.root()
+    if base is None:
+        return None
+    digest = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True, default=str).encode()).hexdigest()
+    return base / xla_cache.key() / f"warmed-{digest[:12]}"
+
+
+def _switched_off() -> bool:
+    return os.environ.get("LMLAB_WARM_CACHE", "1").strip().lower() in ("0", "off", "no", "false")
+
+
+def _running(root: Path) -> bool:
+    pid_file = _files(root)[0]
+    try:
+        pid = int(pid_file.read_text())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"lmcore.jobs.warmup" in f.read()  # a reused pid is some other program
+    except (OSError, ValueError):
+        return False
+
+
+def stop(root: Path) -> None:
+    """End the warm-up of ``root``'s server if it runs (it publishes nothing)."""
+    if _running(root):
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(_files(root)[0].read_text()), signal.SIGKILL)
+        shutil.rmtree(_files(root)[2], ignore_errors=True)  # its work folder goes at the cache's next use
+
+
+def start(root: Path, step_cap: int | None = None) -> int | None:
+    """Warm the cache for the default run in the background, if it is wanted, not yet done,
+    not running, and there is room beside a job; its pid, or None."""
+    root = Path(root).resolve()
+    spec = default_spec(step_cap)
+    done = mark(spec)
+    if _switched_off() or done is None or done.exists() or not queue.room_beside_a_job():
+        return None
+    with queue.lock(root):
+        if _running(root) or queue.active(root) or queue.queued(root):
+            return None
+        pid_file, log, _ = _files(root)
+        args = [str(root)] + ([str(step_cap)] if step_cap else [])
+        pid = queue.start_module(root, "lmcore.jobs.warmup", args, log)
+        pid_file.write_text(str(pid))
+    return pid
+
+
+def _give_way(root: Path, scratch: Path) -> None:
+    """End this process at once when a job starts or queues: the job gets the cores. Nothing
+    is published (the cache's next user clears this process's work folder)."""
+    while True:
+        if queue.active(root) or queue.queued(root):
+            print("warm-up: a job started; giving way", flush=True)
+            shutil.rmtree(scratch, ignore_errors=True)
+            os._exit(0)
+        time.sleep(0.5)
+
+
+def warm(root: Path, step_cap: int | None = None) -> bool:
+    """Train the default run in a scratch folder until its first interval; True once its
+    compiled steps are in the cache (and marked); raises if the run failed."""
+    from lmcore.training import lm, lmdata  # reason: TensorFlow after the cache is enabled
+
+    spec = default_spec(step_cap)
+    _, _, scratch = _files(root)
+    shutil.rmtree(scratch, ignore_errors=True)
+    threading.Thread(target=_give_way, args=(root, scratch), daemon=True).start()
+    job = lmdata.prepare(spec.model, spec.data, spec.train, spec.block_size)
+
+    def listener(event: str, record: dict) -> None:
+        if event == "log" and "loss" in record:  # the training step has compiled and run: enough
+            for run_dir in scratch.iterdir():
+                runs.request_stop(run_dir)
+
+    try:
+        result = lm.start(job, scratch, "warmup", listener=listener)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if result["status"] not in ("stopped", "completed"):
+        raise RuntimeError(result.get("message") or result["status"])
+    published = xla_cache.publish()
+    done = mark(spec)
+    if done is not None:
+        done.write_text(json.dumps({"entries": published, "time": time.time()}))
+    print(f"warm-up: done, {published} compiled steps kept", flush=True)
+    return True
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[0])
+    cap = int(argv[1]) if len(argv) > 1 else None
+    os.nice(19)  # the lowest priority: anything else on the host goes first
+    if xla_cache.enable() is None:
+        return 0
+    try:
+        warm(root, cap)
+    except Exception as err:  # noqa: BLE001  # reason: a failed warm-up costs a compilation, nothing more
+        print(f"warm-up failed: {type(err).__name__}: {err}", flush=True)
+        return 1
+    finally:
+        _files(root)[0].unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
