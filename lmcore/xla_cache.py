@@ -206,6 +206,7 @@ def publish() -> int:
                 os.replace(store / f"{entry.name}.sha256.tmp{os.getpid()}", store / f"{entry.name}.sha256")
                 os.replace(tmp, store / entry.name)
                 _enabled["known"].add(entry.name)
+                _enabled["published"] = _enabled.get("published", 0) + 1
                 moved += 1
             prune(store, limit_bytes())
     except OSError as err:  # a full disk costs a compilation next time, nothing more
@@ -235,9 +236,14 @@ def prune(store: Path, limit: int) -> list[str]:
 
 
 def status() -> dict:
-    """This process's cache: its folder (None: no cache), and how many entries it started with."""
+    """This process's cache: its folder (None: no cache), how many entries it started with
+    (or took in since), and how many it has published."""
     work = _enabled.get("work")
-    return {"folder": str(work.parent) if work else None, "entries": _enabled.get("found", 0)}
+    return {
+        "folder": str(work.parent) if work else None,
+        "entries": _enabled.get("found", 0),
+        "published": _enabled.get("published", 0),
+    }
 
 
 # ---------------------------------------------------------------------------- how long compiling takes here

@@ -270,6 +270,9 @@ def test_the_warm_up_gives_way_to_a_job_then_warms_the_cache_once_and_leaves_no_
     done = warmup.mark(warmup.default_spec())
     assert not done.exists()  # not warmed: it tries again at the next server's start
     assert wait_for(root, run_id, finished)["status"] == "completed"
+    deadline = time.time() + 30
+    while queue.active(root) and time.time() < deadline:  # its supervisor is ending too
+        time.sleep(0.2)
 
     pid = warmup.start(root)  # no job now: it warms the cache, once
     assert pid and _ended(pid, 240), log.read_text()
