@@ -105,7 +105,7 @@ REFRESH_S = (1.0, 5.0)  # the live view's refresh interval, fastest and slowest
 
 def refresh_interval(run_dir: Path) -> float:
     """Seconds between the run's last logged records, within :data:`REFRESH_S` (2 s before two)."""
-    return pace(runs.read_jsonl(run_dir / runs.METRICS))
+    return pace(runs.read_appended(run_dir / runs.METRICS))  # the refreshes' read, shared
 
 
 def pace(metrics: list[dict]) -> float:

@@ -186,9 +186,12 @@ def spare_wanted() -> bool:
     """A warm trainer is kept unless turned off (``LMLAB_WARM_TRAINER=0``) or where it would
     not fit beside a job in the memory this host (or its container) has left. It waits at
     most ``LMLAB_WARM_TRAINER_IDLE_S`` seconds (default 1,800) for a job, then ends."""
-    if os.environ.get("LMLAB_WARM_TRAINER", "1").strip().lower() in ("0", "off", "no", "false"):
-        return False
-    return room_beside_a_job()
+    return not switched_off("LMLAB_WARM_TRAINER") and room_beside_a_job()
+
+
+def switched_off(var: str) -> bool:
+    """Whether the environment turns a background helper off (``VAR=0``, ``off``, ``no``, ``false``)."""
+    return os.environ.get(var, "1").strip().lower() in ("0", "off", "no", "false")
 
 
 def room_beside_a_job() -> bool:

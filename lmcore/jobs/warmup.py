@@ -57,10 +57,6 @@ def mark(spec: specs.TrainSpec) -> Path | None:
     return base / xla_cache.key() / f"warmed-{digest[:12]}"
 
 
-def _switched_off() -> bool:
-    return os.environ.get("LMLAB_WARM_CACHE", "1").strip().lower() in ("0", "off", "no", "false")
-
-
 def _running(root: Path) -> bool:
     pid_file = _files(root)[0]
     try:
@@ -85,7 +81,9 @@ def start(root: Path, step_cap: int | None = None) -> int | None:
     root = Path(root).resolve()
     spec = default_spec(step_cap)
     done = mark(spec)
-    if _switched_off() or done is None or done.exists() or not queue.room_beside_a_job():
+    if queue.switched_off("LMLAB_WARM_CACHE") or done is None or done.exists():
+        return None
+    if not queue.room_beside_a_job():  # never where memory is short
         return None
     with queue.lock(root):
         if _running(root) or queue.active(root) or queue.queued(root):
@@ -108,9 +106,9 @@ def _give_way(root: Path, scratch: Path) -> None:
         time.sleep(0.5)
 
 
-def warm(root: Path, step_cap: int | None = None) -> bool:
-    """Train the default run in a scratch folder until its first interval; True once its
-    compiled steps are in the cache (and marked); raises if the run failed."""
+def warm(root: Path, step_cap: int | None = None) -> None:
+    """Train the default run in a scratch folder until its first interval, then mark the
+    cache as holding its compiled steps; raises if the run failed."""
     from lmcore.training import lm, lmdata  # reason: TensorFlow after the cache is enabled
 
     spec = default_spec(step_cap)
@@ -136,7 +134,6 @@ def warm(root: Path, step_cap: int | None = None) -> bool:
     if done is not None:
         done.write_text(json.dumps({"entries": published, "time": time.time()}))
     print(f"warm-up: done, {published} compiled steps kept", flush=True)
-    return True
 
 
 def main(argv: list[str]) -> int:
