@@ -137,8 +137,6 @@ def follow(run_id: str, controls: dict) -> None:
     # running run then has no reason to rebuild itself a moment later, closing open menus.
     every = st.session_state.get(key) or refresh_interval(access.runs_root() / run_id)
 
-    st.session_state["live_pace"] = every  # the sidebar's list refreshes with the view
-
     @st.fragment(run_every=every)
     def refresh():
         status, snap = run_view(run_id, controls)

@@ -10,6 +10,12 @@ from dashboard import access, fmt
 from lmcore import device, runs
 from lmcore.jobs import queue, warmup
 
+# Seconds between refreshes of the sidebar's "Training now" list while jobs run. Each refresh
+# is a run of the page's script on the server, on every page of every session, sharing the
+# cores with training and racing the visitor's clicks; a list of step counts needs no more
+# (the Train page's live view keeps its own, faster pace).
+LIST_REFRESH_S = 5.0
+
 
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
@@ -37,7 +43,7 @@ def warm_start(root: str, step_cap: int | None) -> None:
 
 def draw() -> None:
     """The shared sidebar: the device, the runs folder (not in public mode), the admin unlock
-    (public mode), and the jobs training now, refreshed at the live view's pace while any is."""
+    (public mode), and the jobs training now, refreshed every few seconds while any is."""
     policy = access.policy()
     warm_start(str(access.runs_root().resolve()), policy.max_steps if policy.public else None)
     with st.sidebar:
@@ -50,7 +56,7 @@ def draw() -> None:
             access.admin_unlock()
         live = bool(queue.active(access.runs_root()) or queue.queued(access.runs_root()))
 
-        @st.fragment(run_every=st.session_state.get("live_pace", 2.0) if live else None)
+        @st.fragment(run_every=LIST_REFRESH_S if live else None)
         def jobs_now():
             if not training_now() and live:
                 st.rerun()  # all finished: redraw once, without the timer

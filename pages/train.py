@@ -148,7 +148,6 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
             st.error(access.shown(err))
         else:
             st.session_state["follow_run"] = st.session_state["started_run"] = run_id
-            st.session_state["follow-choice"] = run_id
             st.rerun()
 
 st.subheader("Follow a run")
@@ -161,13 +160,23 @@ st.caption(
 )
 mine = st.session_state.get("follow_run")
 starting = [j for j in queue.active(root) if j not in active]  # launched, still loading
-options = list(dict.fromkeys([*([mine] if mine else []), *active, *starting, *waiting]))
+options = list(dict.fromkeys([*active, *starting, *waiting]))  # a steady order: the choice keeps its place
+if mine and mine not in options:  # the visitor's run, finished meanwhile: still theirs to see
+    options.insert(0, mine)
 if not options:
     st.info("No run in progress. Start one above; it keeps training if you leave this page or close the tab.")
     st.stop()
-# Keyed, so a list that changes (runs finishing, starting) never resets the user's choice.
-if st.session_state.get("follow-choice") not in options:
-    st.session_state["follow-choice"] = options[0]
-run_id = st.selectbox("Run", options, key="follow-choice")
+
+
+def _chosen() -> None:
+    """The visitor's own pick in the box: the one thing, besides starting a run, that moves it."""
+    st.session_state["follow_run"] = st.session_state["follow-choice"]
+
+
+# The followed run is kept apart from the box and put back into it on every run of the page,
+# so a rerun that drops the box's state (the live view's and the sidebar's timed refreshes race
+# the visitor's clicks) neither forgets nor undoes the pick.
+st.session_state["follow-choice"] = mine if mine in options else options[0]
+run_id = st.selectbox("Run", options, key="follow-choice", on_change=_chosen)
 st.session_state["follow_run"] = run_id
 live.follow(run_id, live.curve_controls("train"))

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from lmcore import runs
 from lmcore.bench.browser import CHROMIUM, FLAGS, ROOT, Server, choose, curve_points, set_field, settle
-from lmcore.jobs import queue, specs
+from lmcore.jobs import queue, specs, warmup
 from lmcore.nn.config import DataConfig, make_train_config
 
 
@@ -466,8 +466,6 @@ def _stop_runs(runs_dir: Path) -> None:
 
 def _warmed(runs_dir: Path, timeout: float) -> float | None:
     """Seconds until the server's warm-up of the cache ended (None: it did not within ``timeout``)."""
-    from lmcore.jobs import warmup
-
     t0, log = time.perf_counter(), warmup._files(runs_dir)[1]
     while time.perf_counter() - t0 < timeout:
         said = log.read_text() if log.is_file() else ""
