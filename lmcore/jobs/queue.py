@@ -321,14 +321,20 @@ def resume(
     submit(root, run_id, specs.ResumeSpec(run_id, steps), "ab", actor, policy)
 
 
-def _job_alive(root: Path, run_id: str) -> bool:
+def live_pid(pid_file: Path, marker: bytes = b"lmcore") -> int | None:
+    """The pid that ``pid_file`` names, if that process runs and is ours (its command line
+    holds ``marker``: a reused pid is some other program), else None."""
     try:
-        pid = int(job_file(root, run_id, "pid").read_text())
-        with open(f"/proc/{pid}/cmdline", "rb") as f:  # a reused pid is some other program
-            ours = b"lmcore" in f.read()
+        pid = int(pid_file.read_text())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            ours = marker in f.read()
     except (OSError, ValueError):
-        return False
-    return ours and pid != os.getpid() and runs.process_alive(pid)
+        return None
+    return pid if ours and pid != os.getpid() and runs.process_alive(pid) else None
+
+
+def _job_alive(root: Path, run_id: str) -> bool:
+    return live_pid(job_file(root, run_id, "pid")) is not None
 
 
 def active(root: Path) -> list[str]:

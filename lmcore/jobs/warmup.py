@@ -57,21 +57,17 @@ def mark(spec: specs.TrainSpec) -> Path | None:
     return base / xla_cache.key() / f"warmed-{digest[:12]}"
 
 
-def _running(root: Path) -> bool:
-    pid_file = _files(root)[0]
-    try:
-        pid = int(pid_file.read_text())
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"lmcore.jobs.warmup" in f.read()  # a reused pid is some other program
-    except (OSError, ValueError):
-        return False
+def _running(root: Path) -> int | None:
+    """The pid of ``root``'s warm-up while it runs."""
+    return queue.live_pid(_files(root)[0], b"lmcore.jobs.warmup")
 
 
 def stop(root: Path) -> None:
     """End the warm-up of ``root``'s server if it runs (it publishes nothing)."""
-    if _running(root):
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int(_files(root)[0].read_text()), signal.SIGKILL)
+    pid = _running(root)
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
         shutil.rmtree(_files(root)[2], ignore_errors=True)  # its work folder goes at the cache's next use
 
 
