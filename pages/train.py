@@ -173,10 +173,13 @@ def _chosen() -> None:
     st.session_state["follow_run"] = st.session_state["follow-choice"]
 
 
-# The followed run is kept apart from the box and put back into it on every run of the page,
-# so a rerun that drops the box's state (the live view's and the sidebar's timed refreshes race
-# the visitor's clicks) neither forgets nor undoes the pick.
-st.session_state["follow-choice"] = mine if mine in options else options[0]
+# The followed run is kept apart from the box and put back into it only where the two differ
+# (a run just started, or the box's state dropped by a rerun that raced a click). Written on
+# every run, the box is sent a value each time; one sent before a click can reach the browser
+# after it and put the old run back, and the next timed refresh reports that as the pick (the
+# likeliest way CI's starved follower, on 2026-12-03, lost its pick three times running).
+if st.session_state.get("follow-choice") != (want := mine if mine in options else options[0]):
+    st.session_state["follow-choice"] = want
 run_id = st.selectbox("Run", options, key="follow-choice", on_change=_chosen)
 st.session_state["follow_run"] = run_id
 live.follow(run_id, live.curve_controls("train"))
