@@ -9,21 +9,26 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import access, charts, fmt
+from dashboard import access, charts, fmt, math_views
 from lmcore import runs
 from lmcore.jobs import queue
 
 TERMINAL = ("completed", "stopped", "failed", "interrupted", "evicted")
 
 
-def curve_controls(key: str) -> dict:
-    cols = st.columns(3)
+def curve_controls(key: str, live: bool = True) -> dict:
+    """The curves' look: smoothing, log scale, the x axis, and (for a live view) a pause."""
+    cols = st.columns([3, 2, 3, 2] if live else [3, 2, 3])
     return {
         "smooth": cols[0].slider("EMA smoothing", 0.0, 0.99, 0.0, 0.01, key=f"{key}-ema"),
         "log_y": cols[1].toggle("Log scale", key=f"{key}-log"),
         "x": {"Step": "step", "Wall time": "time"}[
             cols[2].radio("x axis", ["Step", "Wall time"], horizontal=True, key=f"{key}-x")
         ],
+        "paused": live
+        and cols[3].toggle(
+            "Pause view", key=f"{key}-pause", help="Hold the charts still; the run keeps training meanwhile."
+        ),
     }
 
 
@@ -89,15 +94,36 @@ def run_view(run_id: str, controls: dict) -> tuple[str, runs.Snapshot]:
         st.error(f"Resuming failed: {access.shown(state['job_error'])}")
     _controls(head[1], run_id, state["status"])
     if not df.empty:
-        look = (controls["smooth"], controls["log_y"], controls["x"])
-        fig = charts.live_figure(str(run_dir), snap.metrics_bytes, *look, snap.metrics)
-        st.plotly_chart(fig, key=f"curves-{run_id}")
+        steps = _window(run_id, total)
+        look = (str(run_dir), snap.metrics_bytes, controls["smooth"], controls["log_y"], controls["x"], steps)
+        references = math_views.reference_lines(record)
+        st.plotly_chart(charts.live_figure(*look, references, snap.metrics), key=f"curves-{run_id}")
+        with st.expander("More curves: bits per token, perplexity, accuracy, learning rate, tokens/s"):
+            st.plotly_chart(charts.more_figure(*look, snap.metrics), key=f"more-{run_id}")
         if snap.sample:
             st.markdown(f"**Sample at step {snap.sample['step']}**")
             st.text(snap.sample["prompt"] + snap.sample["text"])
     elif state["status"] == "failed":
         st.code(access.hide_paths(queue.log_tail(root, run_id)), language=None)
     return state["status"], snap
+
+
+def _window(run_id: str, total: int) -> tuple[int, int] | None:
+    """The steps the charts show, chosen by the visitor and kept across refreshes; None for all."""
+    if total < 2:
+        return None
+    key = f"window-{run_id}"
+    if key in st.session_state and max(st.session_state[key]) > total:  # a resumed run's new length
+        del st.session_state[key]
+    first, last = st.slider(
+        "Steps shown",
+        0,
+        total,
+        (0, total),
+        key=key,
+        help="A part of the run to look at closely: the choice outlives every refresh of the view.",
+    )
+    return None if (first, last) == (0, total) else (first, last)
 
 
 REFRESH_S = (1.0, 5.0)  # the live view's refresh interval, fastest and slowest
@@ -130,6 +156,12 @@ def follow(run_id: str, controls: dict) -> None:
     """Show a run; while it trains, refresh at the pace of its logs (only this part of the page)."""
     status = jobs_state(run_id)
     if status in TERMINAL:
+        run_view(run_id, controls)
+        return
+    if controls.get("paused"):  # drawn once, no timer: the visitor reads, zooms, points at it
+        st.caption(
+            "The view is paused: the run keeps training. Switch the pause off to follow it again."
+        )
         run_view(run_id, controls)
         return
     key = f"refresh-{run_id}"

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import fmt, loaders
-from lmcore import runs
+from lmcore import LMError, runs
 from lmcore.explain import embeddings, info
 from lmcore.generation import decoding
 from lmcore.text import corpus, tokenizers
@@ -46,10 +46,35 @@ def bigram_model(key: CorpusKey, unit: str, k: float) -> info.BigramModel:
     return info.BigramModel(corpus_tokens(key, unit), k=k)
 
 
-@st.cache_data(show_spinner="Counting n-grams…", max_entries=8)
-def ngram_curve(key: CorpusKey) -> list[float]:
+@st.cache_data(show_spinner="Counting n-grams…", max_entries=16)
+def ngram_curve(key: CorpusKey, orders: int = 7) -> list[float]:
+    """Bits per character given 0, 1, ... ``orders - 1`` characters of context."""
     text = corpus_text(key)[:2_000_000]
-    return [info.ngram_conditional_entropy(text, order) for order in range(7)]
+    return [info.ngram_conditional_entropy(text, order) for order in range(orders)]
+
+
+def true_entropy_rate(source: str) -> float | None:
+    """Bits per character of the chain behind ``builtin:markov``; None for any other corpus."""
+    return info.markov_entropy_rate(corpus.markov_chain()[1]) if source == "builtin:markov" else None
+
+
+def reference_lines(record: runs.RunRecord | None) -> tuple[tuple[str, float], ...]:
+    """The run's corpus as the Data and Math pages measure it, in the loss's units (nats per
+    character): its unigram and bigram entropies, and the exact entropy rate of ``builtin:markov``.
+    Nothing for a classifier, for word or BPE tokens (other units), or for a web address (no
+    download to draw a line)."""
+    data = record.data if record and record.task == "lm" else None
+    if data is None or data.tokenizer != "char" or "://" in data.source:
+        return ()
+    key = (data.source, tuple(sorted(data.clean.items())), data.text_column)
+    try:
+        unigram, bigram = ngram_curve(key, 2)
+    except (LMError, OSError, ValueError):  # the corpus is gone or too short: the curves without lines
+        return ()
+    lines = [("unigram entropy", unigram), ("bigram entropy", bigram)]
+    if (rate := true_entropy_rate(data.source)) is not None:
+        lines.append(("true entropy rate", rate))
+    return tuple((label, bits * math.log(2)) for label, bits in lines)
 
 
 def _loaded(run_path: str):

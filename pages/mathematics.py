@@ -16,7 +16,6 @@ import streamlit as st
 from dashboard import fmt, math_views, nav, runlist
 from lmcore import LMError, runs
 from lmcore.explain import embeddings, info
-from lmcore.text import corpus
 
 nav.enter()
 
@@ -164,8 +163,7 @@ except ValueError as err:
     st.warning(f"Not enough text for these estimates: {err}")
     curve = []
 fig = go.Figure(go.Scatter(x=list(range(7)), y=curve, mode="lines+markers", name="n-gram estimate"))
-if source == "builtin:markov":
-    floor = info.markov_entropy_rate(corpus.markov_chain()[1])
+if (floor := math_views.true_entropy_rate(source)) is not None:
     fig.add_hline(y=floor, line_dash="dot", annotation_text=f"true entropy rate {floor:.4f}")
 if run is not None and run.get("best_val_loss") is not None:
     bpc = math_views.run_bits_per_char(run["path"])

@@ -64,7 +64,7 @@ if not selected:
 
 frames = {r["run_id"]: runlist.metrics_frame(Path(r["path"])) for r in selected}
 metric = st.selectbox("Curve", list(charts.CURVES))
-controls = live.curve_controls("runs")
+controls = live.curve_controls("runs", live=False)
 st.plotly_chart(charts.curve_figure(frames, metric, controls["smooth"], controls["log_y"], controls["x"]))
 
 if len(selected) == 2:

@@ -104,6 +104,16 @@ def wait_status(page, pattern: str, timeout: float = 240) -> str:
     raise AssertionError(f"status never matched {pattern!r}; last: {status_text(page)!r}")
 
 
+def first_step(page) -> int | None:
+    """The first step the live loss chart draws."""
+    return page.evaluate("""() => {
+        for (const p of document.querySelectorAll('.js-plotly-plot')) {
+            for (const t of (p._fullData || [])) if (t.name === 'train' && t.x) return t.x[0];
+        }
+        return null;
+    }""")
+
+
 def set_number(page, label: str, value) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))
@@ -168,6 +178,31 @@ def test_a_new_users_path_through_the_app(server, page, small_text, tmp_path):
     page.get_by_role("button", name="Start training").click()
     text = wait_status(page, r"running · step [1-9]", 120)
     shot(page, "05-train-running")
+    # A window of steps outlives the view's refreshes (Plotly's own zoom does not, in Streamlit 1.67)
+    window = page.locator('[data-testid="stSlider"]').filter(has_text="Steps shown").get_by_role("slider")
+    window.first.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")  # the window starts at step 5
+    settle(page)
+    n = curve_points(page)
+    for _ in range(120):
+        if curve_points(page) > n:  # a refresh with new records
+            break
+        page.wait_for_timeout(250)
+    assert curve_points(page) > n and first_step(page) == 5
+    # Pause holds the view still while the run trains on; switched off, it follows again
+    page.get_by_text("Pause view").click()
+    page.get_by_text("The view is paused").wait_for()
+    held = curve_points(page)
+    page.wait_for_timeout(3000)
+    assert curve_points(page) == held
+    shot(page, "05b-train-paused")
+    page.get_by_text("Pause view").click()
+    for _ in range(120):
+        if curve_points(page) > held:
+            break
+        page.wait_for_timeout(250)
+    assert curve_points(page) > held and not page.get_by_text("The view is paused").count()
     page.get_by_role("button", name="Stop").click()
     text = wait_status(page, r"stopped · step", 60)
     stopped_at = int(re.search(r"step (\d+)/", text).group(1))
