@@ -513,6 +513,25 @@ def summary(run_dir: Path) -> dict:
     }
 
 
+def to_target(run_dir: Path, target: float) -> dict | None:
+    """When a run's validation loss first reached ``target``: its step, training seconds and
+    tokens (step x batch x block); None if it never did (or nothing is known of it)."""
+    record = read_record(run_dir)
+    reached = next(
+        (
+            m
+            for m in read_appended(run_dir / METRICS)
+            if m.get("val_loss") is not None and m["val_loss"] <= target
+        ),
+        None,
+    )
+    if reached is None or record is None:
+        return None
+    block = getattr(record.model, "block_size", None)
+    tokens = reached["step"] * record.train.batch_size * block if block else None
+    return {"step": reached["step"], "seconds": reached.get("time"), "tokens": tokens}
+
+
 @dataclass
 class Snapshot:
     """What a live view shows of a run, read at once: record, metrics and the latest sample."""

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import ablation_view, access, charts, fmt, live, nav, runlist
-from lmcore import LMError
+from lmcore import LMError, runs
 from lmcore.jobs import public, queue
 
 nav.enter()
@@ -28,6 +28,35 @@ if not rows:
     st.info("No runs yet. Start one on the Train page.")
     st.stop()
 
+cols = st.columns([3, 1])
+find = cols[0].text_input(
+    "Filter", placeholder="part of a run's name, model, corpus or status", max_chars=200, key="runs-filter"
+)
+target = cols[1].number_input(
+    "Target loss",
+    0.0,
+    100.0,
+    None,
+    0.05,
+    placeholder="e.g. 1.9",
+    help="adds the time and tokens to reach it",
+    key="runs-target",
+)
+if find.strip():
+    words = find.lower().split()
+    rows = [
+        r
+        for r in rows
+        if all(
+            w in " ".join(str(r.get(k) or "") for k in ("run_id", "model", "corpus", "status")).lower()
+            for w in words
+        )
+    ]
+    if not rows:
+        st.info(f"No run matches {fmt.plain(find)}.")
+        st.stop()
+reached = {r["run_id"]: runs.to_target(Path(r["path"]), target) if target else None for r in rows}
+
 pins = public.pinned(root)
 table = pd.DataFrame(
     [
@@ -42,6 +71,15 @@ table = pd.DataFrame(
             "steps": r["steps"],
             "val loss": r["val_loss"],
             "best val loss": r["best_val_loss"],
+            **(
+                {
+                    f"step to {target:g}": (reached[r["run_id"]] or {}).get("step"),
+                    f"seconds to {target:g}": (reached[r["run_id"]] or {}).get("seconds"),
+                    f"tokens to {target:g}": (reached[r["run_id"]] or {}).get("tokens"),
+                }
+                if target
+                else {}
+            ),
             **({"pinned": r["run_id"] in pins} if rules.public else {}),
             **{
                 k: v

@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
+from lmcore import runs
 
 APP = str(ROOT / "app.py")
 
@@ -100,6 +101,17 @@ def test_generate_and_runs_pages_with_a_run(tiny_run, monkeypatch):
     assert any("tokens/s" in c.value for c in at.caption)
     at = open_page("runs")
     assert at.dataframe[0].value["run"].tolist() == [tiny_run.name]
+    # a target loss adds when each run reached it, from its own metrics
+    first_val = next(m for m in runs.read_jsonl(tiny_run / runs.METRICS) if m.get("val_loss") is not None)
+    at.number_input(key="runs-target").set_value(100.0).run()
+    table = at.dataframe[0].value
+    assert table["step to 100"].tolist() == [first_val["step"]]
+    assert table["seconds to 100"].tolist() == [first_val["time"]]
+    # the filter: every word must match; none matching says so
+    at.text_input(key="runs-filter").input("shared tiny").run()
+    assert at.dataframe[0].value["run"].tolist() == [tiny_run.name]
+    at.text_input(key="runs-filter").input("nosuchrun").run()
+    assert not at.exception and any("No run matches nosuchrun" in i.value for i in at.info)
 
 
 def test_home_data_and_math_never_import_tensorflow():

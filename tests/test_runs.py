@@ -254,3 +254,14 @@ def test_read_appended_reads_only_what_was_appended_and_notices_a_rewrite(tmp_pa
     replaced.write_text('{"step": 6}\n{"step": 7}\n')
     os.replace(replaced, path)  # a new file under the same name
     assert runs.read_appended(path) == [{"step": 6}, {"step": 7}]
+
+
+def test_to_target_is_the_first_validation_at_or_under_it(tiny_run):
+    vals = [m for m in runs.read_jsonl(tiny_run / runs.METRICS) if m.get("val_loss") is not None]
+    record = runs.read_record(tiny_run)
+    first = runs.to_target(tiny_run, 100.0)
+    assert first["step"] == vals[0]["step"] and first["seconds"] == vals[0]["time"]
+    assert first["tokens"] == vals[0]["step"] * record.train.batch_size * record.model.block_size
+    best = min(v["val_loss"] for v in vals)
+    assert runs.to_target(tiny_run, best)["step"] == next(v["step"] for v in vals if v["val_loss"] <= best)
+    assert runs.to_target(tiny_run, best - 1e-6) is None
