@@ -159,9 +159,7 @@ def follow(run_id: str, controls: dict) -> None:
         run_view(run_id, controls)
         return
     if controls.get("paused"):  # drawn once, no timer: the visitor reads, zooms, points at it
-        st.caption(
-            "The view is paused: the run keeps training. Switch the pause off to follow it again."
-        )
+        st.caption("The view is paused: the run keeps training. Switch the pause off to follow it again.")
         run_view(run_id, controls)
         return
     key = f"refresh-{run_id}"

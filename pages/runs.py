@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import ablation_view, access, charts, fmt, live, nav, runlist
+from dashboard import ablation_view, access, charts, fmt, live, nav, report, runlist
 from lmcore import LMError, runs
 from lmcore.jobs import public, queue
 
@@ -121,7 +121,15 @@ if len(selected) == 2:
         st.dataframe(diff, hide_index=True)
 
 metrics = pd.concat([df.assign(run_id=rid) for rid, df in frames.items() if not df.empty] or [pd.DataFrame()])
-st.download_button("Download metrics (CSV)", metrics.to_csv(index=False), "metrics.csv", "text/csv")
+cols = st.columns(2)
+cols[0].download_button("Download metrics (CSV)", metrics.to_csv(index=False), "metrics.csv", "text/csv")
+cols[1].download_button(
+    "Download report (HTML)",
+    lambda: report.build(selected),  # written at the click: the curves, settings and samples, offline
+    "lmlab-report.html",
+    "text/html",
+    help="One file to send: it opens offline in any browser.",
+)
 
 mine = [r for r in selected if access.may_manage(r["run_id"])]
 if len(mine) < len(selected):

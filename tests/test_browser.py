@@ -244,6 +244,24 @@ def test_a_new_users_path_through_the_app(server, page, small_text, tmp_path):
         settle(page)
     page.get_by_text("Settings that differ").wait_for()
     page.get_by_role("button", name="Download metrics (CSV)").wait_for()
+    # The comparison's report: one file that draws its curves with the network off
+    with page.expect_download() as got:
+        page.get_by_role("button", name="Download report (HTML)").click()
+    saved = tmp_path / "report.html"
+    got.value.save_as(saved)
+    offline = page.context.browser.new_context(offline=True)
+    try:
+        view = offline.new_page()
+        view.goto(saved.as_uri())
+        view.locator(".js-plotly-plot").first.wait_for()
+        names = view.evaluate("() => document.querySelector('.js-plotly-plot')._fullData.map(t => t.name)")
+        assert sum(name.endswith(" train") for name in names) == 2, names  # both runs' curves
+        assert (
+            view.get_by_text("Settings that differ").count() and view.get_by_text("2 runs compared").count()
+        )
+        view.screenshot(path=str(SHOTS / "09b-report-offline.png"), full_page=True)
+    finally:
+        offline.close()
     assert not page.get_by_text("DeltaGenerator").count()
     shot(page, "09-runs")
     go(page, "Data")  # coming back: the page still shows the upload, not the default corpus

@@ -6,6 +6,7 @@ is in ``test_browser.py``."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -95,3 +96,18 @@ def test_no_reference_lines_for_a_web_address_or_a_classifier():
         == math_views.reference_lines(clf)
         == math_views.reference_lines(None)
     )
+
+
+def test_a_runs_report_is_one_file_with_its_curves_settings_and_escaped_samples(tiny_run, tmp_path):
+    import shutil
+
+    from dashboard import report
+
+    run = shutil.copytree(tiny_run, tmp_path / tiny_run.name)  # the shared run stays as it is
+    with (run / runs.SAMPLES).open("a") as f:
+        f.write('{"step": 99, "prompt": "<script>x</script>", "text": "&"}\n')
+    page = report.build([runs.summary(run)])
+    assert page.startswith("<!DOCTYPE html>") and page.count("<script") >= 3  # plotly.js inline, two figures
+    assert not re.search(r"<script[^>]*\bsrc=", page)  # nothing fetched to draw (the browser test: offline)
+    assert "&lt;script&gt;x&lt;/script&gt;&amp;" in page and "<script>x</script>" not in page
+    assert "<h2>Settings</h2>" in page and "train.batch_size" in page and run.name in page
