@@ -16,7 +16,6 @@ import streamlit as st
 from lmcore.explain import info
 from lmcore.generation import decoding
 from lmcore.text import corpus, tokenizers
-from lmcore.training import classify
 
 
 @st.cache_data(show_spinner="Loading the corpus…", max_entries=16)
@@ -89,9 +88,3 @@ def generator(run_dir: str, which: str, mtime: float):
     """(LogitsFn, tokenizer, config) for a checkpoint; ``mtime`` makes a newer checkpoint reload.
     It waits for a preload of the same checkpoint (its errors come through as its own)."""
     return _take_preload((run_dir, which, mtime)) or _load_generator(run_dir, which)
-
-
-@st.cache_resource(show_spinner="Loading the classifier…", max_entries=4)
-def classifier(run_dir: str):
-    """A trained classifier run, loaded once (this is where TensorFlow gets imported)."""
-    return classify.load_classifier(Path(run_dir))

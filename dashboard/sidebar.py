@@ -70,13 +70,18 @@ def training_now() -> bool:
     waiting = jobs_queue()
     running = {r["run_id"]: r for r in runs.list_runs(root) if r["status"] == "running"}
     comparison = lambda j: runs.read_comparison(root, j) is not None  # noqa: E731 (its runs are listed)
-    loading = [j for j in queue.active(root) if j not in running and not comparison(j)]
+    # A job's process also outlives its run by a moment (saving, closing): "finishing", then.
+    loading = {
+        j: "starting" if queue.state(root, j)["status"] == "starting" else "finishing"
+        for j in queue.active(root)
+        if j not in running and not comparison(j)
+    }
     if running or loading:
         st.caption("**Training now:**")
         for r in running.values():
             st.caption(f"• {r['run_id']} — step {r['step']}/{r['steps']}")
-        for run_id in loading:
-            st.caption(f"• {run_id} — starting")
+        for run_id, doing in loading.items():
+            st.caption(f"• {run_id} — {doing}")
     else:
         st.caption("No training in progress.")
     if waiting:

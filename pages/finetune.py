@@ -2,17 +2,25 @@
 
 import csv
 import io
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import access, charts, fmt, live, loaders, nav, runlist, sources
+from dashboard import access, charts, fmt, live, nav, runlist, sources
 from lmcore import LMError, runs
 from lmcore.jobs import queue, specs
 from lmcore.text import corpus
 from lmcore.training import classify, finetune, lmdata, transfer
 
 nav.enter()
+
+
+@st.cache_resource(show_spinner="Loading the classifier…", max_entries=4)
+def load_classifier(run_dir: str):
+    """A trained classifier run, loaded once per server (this is where TensorFlow gets imported)."""
+    return classify.load_classifier(Path(run_dir))
+
 
 st.title("Fine-tune")
 root = access.runs_root()
@@ -214,7 +222,7 @@ which = st.selectbox("Classifier run", [r["run_id"] for r in trained])
 text = st.text_area("Text to classify", "The plot is not bad at all, but the ending is a letdown.")
 if st.button("Classify"):
     try:
-        result = loaders.classifier(str(root / which)).predict([text])[0]
+        result = load_classifier(str(root / which)).predict([text])[0]
     except LMError as err:
         st.error(str(err))
         st.stop()

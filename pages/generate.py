@@ -21,8 +21,14 @@ if not choices:
         "No run has a checkpoint yet. Train one on the Train page (a checkpoint is saved at each validation)."
     )
     st.stop()
-labels = {runlist.run_label(r): r for r in choices}
-run = labels[st.selectbox("Run", list(labels))]
+by_id = {r["run_id"]: r for r in choices}
+if (pick := st.session_state.pop("generate_pick", None)) in by_id:  # sent here: Home's quick demo
+    st.session_state["generate-run"] = pick
+if st.session_state.get("generate-run") not in by_id:  # a run deleted meanwhile
+    st.session_state.pop("generate-run", None)
+run = by_id[
+    st.selectbox("Run", list(by_id), format_func=lambda i: runlist.run_label(by_id[i]), key="generate-run")
+]
 run_dir = Path(run["path"])
 which = st.radio("Checkpoint", ["last", "best"], horizontal=True, help="best = lowest validation loss so far")
 
@@ -73,7 +79,8 @@ def run_generation(logits_fn, tok, opts, box, seen: str) -> dict:
     return {"text": text, "steps": steps, "rate": len(steps) / max(elapsed, 1e-9)}
 
 
-if st.button("Generate", type="primary"):
+clicked = st.button("Generate", type="primary")
+if clicked or st.session_state.pop("generate_now", False):  # or sent here to show a first text
     stops = (stop.replace("\\n", "\n"),) if stop else ()
     opts = decoding.SamplingOptions(temperature, int(top_k), top_p, int(seed), penalty, stops)
     try:

@@ -1,8 +1,9 @@
-"""Home: what LM Lab is, the path through it, and the state of this machine."""
+"""Home: what LM Lab is, a quick demo, the path through it, and the state of this machine."""
 
 import streamlit as st
 
-from dashboard import access, nav, runlist, sidebar
+from dashboard import access, demo, nav, runlist, sidebar
+from lmcore.jobs import queue
 
 nav.enter()
 
@@ -12,6 +13,8 @@ st.markdown(
     "tokens, explore the mathematics on your own data, train a small model while its curves move, "
     "then generate text with it and compare runs."
 )
+
+demo.section()
 
 st.subheader("The path")
 steps = [
@@ -28,7 +31,8 @@ for path, label, what in steps:
 
 st.subheader("This machine")
 all_runs = runlist.run_choices()
-counts = {s: sum(r["status"] == s for r in all_runs) for s in ("running", "completed", "stopped", "failed")}
+counts = {s: sum(r["status"] == s for r in all_runs) for s in ("completed", "stopped", "failed")}
+counts["running"] = len(queue.active(access.runs_root()))  # jobs still loading count too
 cols = st.columns(5)
 cols[0].metric("Device", sidebar.device_label())
 cols[1].metric("Training now", counts["running"])

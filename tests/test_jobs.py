@@ -267,19 +267,33 @@ def test_the_warm_up_gives_way_to_a_job_then_warms_the_cache_once_and_leaves_no_
     run_id = queue.launch(root, cli.spec_from_argv(argv), "job", "tiny")
     assert _ended(pid, 10), "the warm-up did not give way to a job"
     assert "giving way" in log.read_text() and not scratch.exists()
-    done = warmup.mark(warmup.default_spec())
-    assert not done.exists()  # not warmed: it tries again at the next server's start
+    marks = [warmup.mark(spec) for spec in warmup.warmed_specs()]  # the quick demo, the default run
+    assert len(set(marks)) == 2 and not any(m.exists() for m in marks)  # it tries again next time
     assert wait_for(root, run_id, finished)["status"] == "completed"
     deadline = time.time() + 30
     while queue.active(root) and time.time() < deadline:  # its supervisor is ending too
         time.sleep(0.2)
 
     pid = warmup.start(root)  # no job now: it warms the cache, once
-    assert pid and _ended(pid, 240), log.read_text()
+    assert pid and _ended(pid, 300), log.read_text()
     assert "warm-up: done" in log.read_text(), log.read_text()
-    assert done.exists() and json.loads(done.read_text())["entries"] >= 1
+    for spec, done in zip(warmup.warmed_specs(), marks, strict=True):
+        assert f"warm-up: {spec.label()} warmed" in log.read_text(), log.read_text()
+        assert done.exists() and json.loads(done.read_text())["entries"] >= 1
     store = tmp_path / "xla" / xla_cache.key() / "store"
     assert list(store.glob("*.pb")) and not list(store.parent.glob("work-*"))
     assert not scratch.exists() and not pid_file.exists()
     assert [r["run_id"] for r in runs.list_runs(root)] == [run_id]  # it left no run behind
     assert warmup.start(root) is None  # done once per cache
+
+
+def test_the_quick_demo_is_the_default_run_shortened_and_within_a_public_cap():
+    from dataclasses import replace
+
+    from lmcore.jobs import warmup
+
+    demo, default = warmup.demo_spec(), warmup.default_spec()
+    assert demo.train.steps == warmup.DEMO_STEPS < default.train.steps and demo.name == "quick-demo"
+    assert replace(demo, train=default.train, name=None) == default  # only its length and name differ
+    assert warmup.demo_spec(100).train.steps == 100  # a public server's cap
+    assert [s.name for s in warmup.warmed_specs()] == ["quick-demo", None]  # the warm-up compiles both

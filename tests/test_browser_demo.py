@@ -1,0 +1,72 @@
+"""Home's quick demo in a real browser (issue "Demo-ready", part 1), on a fresh public server.
+
+From an empty runs folder: Home offers the demo and no run; one click trains it (within the
+server's step cap) while its curve gains points on Home; it lands on Generate with the demo's
+run chosen and a first text written; back on Home the finished demo stays, and a second
+visitor's Home shows that run's curve and sample instead of zeros. Screenshots go to
+``test-artifacts/screenshots-demo``.
+"""
+
+from __future__ import annotations
+
+from test_browser import settle, text_of
+from test_browser_reliability import Server, browser, followed_run, new_page  # noqa: F401 (browser)
+
+from conftest import ROOT
+from lmcore import runs
+from lmcore.bench.browser import curve_points
+
+SHOTS = ROOT / "test-artifacts" / "screenshots-demo"
+CAP = 60  # the server's step cap: the demo trains this many steps, not its 300
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def wait_curve(page, least: int, timeout: float = 60_000) -> int:
+    """Wait until the loss chart draws at least ``least`` steps of training; how many it draws."""
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('.js-plotly-plot')].some(p => (p._fullData || [])"
+        ".some(t => t.name === 'train' && t.x && t.x.length >= n))",
+        arg=least,
+        timeout=timeout,
+    )
+    return curve_points(page)
+
+
+def test_the_quick_demo_trains_on_home_and_lands_on_generate_with_a_text(browser, tmp_path):  # noqa: F811
+    runs_dir = tmp_path / "runs"
+    server = Server(runs_dir, env={"LMLAB_PUBLIC": "1", "LMLAB_MAX_STEPS": str(CAP)})
+    try:
+        page = new_page(browser, server.url)
+        assert "On this server" not in page.locator("body").inner_text()  # no run yet: nothing to show
+        assert page.get_by_text(f"modern-nano, {CAP} steps").count() == 1  # the cap, said before the click
+        shot(page, "01-home-empty")
+        page.get_by_role("button", name="Start the quick demo").click()
+        wait_curve(page, 1, timeout=240_000)  # the curve moves on Home itself, before Generate opens
+        shot(page, "02-home-training")
+
+        page.wait_for_url("**/generate", timeout=240_000)  # completed: on to Generate
+        page.get_by_text("tokens/s").first.wait_for(timeout=120_000)  # a first text, unasked
+        settle(page)
+        (run_id,) = [p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        assert "quick-demo" in run_id and runs.read_status(runs_dir / run_id)["step"] == CAP
+        assert followed_run(page).startswith(run_id)  # the demo's run is the one chosen
+        assert any(
+            "tokens at" in c for c in page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+        )
+        assert len(text_of(page, '[data-testid="stText"]')) > len("The ")  # the prompt and its continuation
+        shot(page, "03-generate")
+
+        page.get_by_role("link", name="Home", exact=True).first.click()  # back: the finished demo stays
+        page.get_by_role("button", name="Generate with it").wait_for()
+        assert wait_curve(page, CAP) == CAP
+
+        other = new_page(browser, server.url)  # a second visitor: the newest run, not zeros
+        other.get_by_text(f"On this server, the newest run: {run_id}").wait_for()
+        assert wait_curve(other, CAP) == CAP and other.get_by_text(f"Sample at step {CAP}").count() == 1
+        shot(other, "04-home-second-visitor")
+    finally:
+        server.stop()
