@@ -8,8 +8,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboard import fmt, loaders, nav, sources
-from lmcore.text import tokenizers, windows
+from dashboard import fmt, links, loaders, nav, sources
+from lmcore.text import corpus, tokenizers, windows
 
 nav.enter()
 
@@ -18,7 +18,22 @@ st.caption(
     "A language model learns only from its text. Choose some, clean it, and see what the model will see."
 )
 
+
+def _linked_corpus(value: str) -> None:
+    builtin = value in corpus.BUILTIN_SOURCES
+    st.session_state["data-kind"] = "Built-in corpus" if builtin else "Web address"
+    st.session_state["data-builtin" if builtin else "data-url"] = value
+
+
+LINKED = [  # what a link to this page keeps: the corpus (not an upload) and its cleaning
+    links.Field("strip_html", "data-html", links.flag),
+    links.Field("lowercase", "data-lower", links.flag),
+    links.Field("remove_special", "data-special", links.flag),
+]
+links.restore("data", [*LINKED, links.Field("corpus", "", links.source, _linked_corpus)])
+links.notice("data")
 cleaned, raw, source = sources.corpus_picker()
+links.keep("data", LINKED, {"corpus": links.linkable(source)})
 if cleaned is None:
     st.info("Choose a corpus to begin.")
     st.stop()

@@ -6,7 +6,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import fmt, loaders, nav, runlist
+from dashboard import fmt, links, loaders, nav, runlist
 from lmcore import LMError, runs
 from lmcore.generation import decoding
 
@@ -22,6 +22,21 @@ if not choices:
     )
     st.stop()
 by_id = {r["run_id"]: r for r in choices}
+LINKED = [  # what a link to this page keeps: the run and every setting of the text
+    links.Field("run", "generate-run", links.choice(list(by_id))),
+    links.Field("checkpoint", "gen-which", links.choice(["last", "best"])),
+    links.Field("prompt", "gen-prompt", links.text(links.MAX_VALUE)),
+    links.Field("temperature", "gen-temp", links.real(0.0, 2.0)),
+    links.Field("top_k", "gen-topk", links.integer(0, 100_000)),
+    links.Field("top_p", "gen-topp", links.real(0.05, 1.0)),
+    links.Field("penalty", "gen-pen", links.real(1.0, 3.0)),
+    links.Field("length", "gen-len", links.integer(1, decoding.MAX_LENGTH)),
+    links.Field("seed", "gen-seed", links.integer(0, 2**31 - 1)),
+    links.Field("stop", "gen-stop", links.text(100)),
+    links.Field("greedy", "gen-greedy", links.flag),
+]
+links.restore("generate", LINKED)
+links.notice("generate")
 if (pick := st.session_state.pop("generate_pick", None)) in by_id:  # sent here: Home's quick demo
     st.session_state["generate-run"] = pick
 if st.session_state.get("generate-run") not in by_id:  # a run deleted meanwhile
@@ -30,7 +45,13 @@ run = by_id[
     st.selectbox("Run", list(by_id), format_func=lambda i: runlist.run_label(by_id[i]), key="generate-run")
 ]
 run_dir = Path(run["path"])
-which = st.radio("Checkpoint", ["last", "best"], horizontal=True, help="best = lowest validation loss so far")
+which = st.radio(
+    "Checkpoint",
+    ["last", "best"],
+    horizontal=True,
+    key="gen-which",
+    help="best = lowest validation loss so far",
+)
 
 
 def checkpoint_time() -> float | None:
@@ -45,23 +66,42 @@ def checkpoint_time() -> float | None:
 if (mtime := checkpoint_time()) is not None:
     loaders.preload_generator(str(run_dir), which, mtime)  # loads while the settings are chosen
 
-prompt = st.text_area("Prompt", "The ", height=80)
+prompt = st.text_area("Prompt", "The ", height=80, key="gen-prompt")
 cols = st.columns(4)
 temperature = cols[0].slider(
-    "Temperature", 0.0, 2.0, 0.8, 0.05, help="0 = greedy: always the likeliest token"
+    "Temperature", 0.0, 2.0, 0.8, 0.05, help="0 = greedy: always the likeliest token", key="gen-temp"
 )
-top_k = cols[1].number_input("Top-k (0 = off)", 0, 100_000, 0, help="keep only the k likeliest tokens")
+top_k = cols[1].number_input(
+    "Top-k (0 = off)", 0, 100_000, 0, help="keep only the k likeliest tokens", key="gen-topk"
+)
 top_p = cols[2].slider(
-    "Top-p", 0.05, 1.0, 1.0, 0.05, help="keep the likeliest tokens until their probabilities add up to p"
+    "Top-p",
+    0.05,
+    1.0,
+    1.0,
+    0.05,
+    help="keep the likeliest tokens until their probabilities add up to p",
+    key="gen-topp",
 )
 penalty = cols[3].slider(
-    "Repetition penalty", 1.0, 3.0, 1.0, 0.05, help="above 1, tokens already in the text become less likely"
+    "Repetition penalty",
+    1.0,
+    3.0,
+    1.0,
+    0.05,
+    help="above 1, tokens already in the text become less likely",
+    key="gen-pen",
 )
 cols = st.columns(4)
-length = cols[0].number_input("Length (tokens)", 1, decoding.MAX_LENGTH, 200)
-seed = cols[1].number_input("Seed", 0, 2**31 - 1, 0, help="the same seed gives the same text")
-stop = cols[2].text_input("Stop at", "", help="end the text where this appears; \\n means a new line")
-side_by_side = cols[3].toggle("Greedy alongside", True, help="also show the greedy continuation")
+length = cols[0].number_input("Length (tokens)", 1, decoding.MAX_LENGTH, 200, key="gen-len")
+seed = cols[1].number_input("Seed", 0, 2**31 - 1, 0, help="the same seed gives the same text", key="gen-seed")
+stop = cols[2].text_input(
+    "Stop at", "", max_chars=100, help="end the text where this appears; \\n means a new line", key="gen-stop"
+)
+side_by_side = cols[3].toggle(
+    "Greedy alongside", True, help="also show the greedy continuation", key="gen-greedy"
+)
+links.keep("generate", LINKED)
 
 
 def run_generation(logits_fn, tok, opts, box, seen: str) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import ablation_view, access, charts, fmt, live, nav, report, runlist
+from dashboard import ablation_view, access, charts, fmt, links, live, nav, report, runlist
 from lmcore import LMError, runs
 from lmcore.jobs import public, queue
 
@@ -28,6 +28,23 @@ if not rows:
     st.info("No runs yet. Start one on the Train page.")
     st.stop()
 
+
+def _run_ids(raw: str) -> list[str]:
+    """Runs named in a link: each must be a run on this server."""
+    known = {r["run_id"] for r in rows}
+    ids = list(dict.fromkeys(raw.split(",")))
+    if not ids or len(ids) > 20 or not set(ids) <= known:
+        raise ValueError(raw)
+    return ids
+
+
+LINKED = [  # what a link to this page keeps: the filter, the target, the curve and the selection
+    links.Field("filter", "runs-filter", links.text(200)),
+    links.Field("target", "runs-target", links.real(0.0, 100.0)),
+    links.Field("curve", "runs-curve", links.choice(list(charts.CURVES))),
+]
+links.restore("runs", [*LINKED, links.Field("runs", "runs-linked", _run_ids)])
+links.notice("runs")
 cols = st.columns([3, 1])
 find = cols[0].text_input(
     "Filter", placeholder="part of a run's name, model, corpus or status", max_chars=200, key="runs-filter"
@@ -96,12 +113,23 @@ key = "runs-" + hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
 event = st.dataframe(table, on_select="rerun", selection_mode="multi-row", hide_index=True, key=key)
 by_id = {r["run_id"]: r for r in rows}
 selected = [by_id[ids[i]] for i in event.selection.rows if 0 <= i < len(ids)]
+if selected:  # the visitor's own choice replaces the link's
+    st.session_state.pop("runs-linked", None)
+elif st.session_state.get("runs-linked"):
+    selected = [by_id[i] for i in st.session_state["runs-linked"] if i in by_id]
+    if selected:
+        st.caption(
+            f"Selected by the link: {', '.join(r['run_id'] for r in selected)}. Select rows to change it."
+        )
+kept = {"runs": ",".join(r["run_id"] for r in selected)}
 if not selected:
+    links.keep("runs", LINKED, kept)
     st.caption("Select runs in the table to compare, download, resume or delete them.")
     st.stop()
 
 frames = {r["run_id"]: runlist.metrics_frame(Path(r["path"])) for r in selected}
-metric = st.selectbox("Curve", list(charts.CURVES))
+metric = st.selectbox("Curve", list(charts.CURVES), key="runs-curve")
+links.keep("runs", LINKED, kept)
 controls = live.curve_controls("runs", live=False)
 st.plotly_chart(charts.curve_figure(frames, metric, controls["smooth"], controls["log_y"], controls["x"]))
 

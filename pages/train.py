@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from dashboard import access, charts, fmt, live, loaders, nav, runlist, sidebar
+from dashboard import access, charts, fmt, links, live, loaders, nav, runlist, sidebar
 from lmcore import LMError, device
 from lmcore.experiments import ablation
 from lmcore.jobs import queue, specs
@@ -27,6 +27,41 @@ nav.enter()
 st.title("Train")
 root = access.runs_root()
 
+
+def linked(model: str) -> list[links.Field]:
+    """What a link to this page keeps: the form, within the ranges its widgets accept."""
+    return [
+        links.Field("model", "train-model", links.choice(MODEL_NAMES)),
+        links.Field("tokenizer", "train-kind", links.choice(tokenizers.KINDS)),
+        links.Field("unit", f"unit-{model}", links.choice(["steps", "epochs"])),
+        links.Field("steps", f"st-{model}", links.integer(10, access.step_cap())),
+        links.Field("epochs", f"ep-{model}", links.real(0.1, 100.0)),
+        links.Field("batch", f"b-{model}", links.integer(1, 1024)),
+        links.Field("block", f"t-{model}", links.integer(4, 1024)),
+        links.Field("lr", f"lr-{model}", links.real(1e-6, 1.0)),
+        links.Field("schedule", f"sch-{model}", links.choice(SCHEDULES)),
+        links.Field("optimizer", f"opt-{model}", links.choice(OPTIMIZERS)),
+        links.Field("seed", f"seed-{model}", links.integer(0, 2**31 - 1)),
+        links.Field("warmup", f"wu-{model}", links.integer(0, 10_000)),
+    ]
+
+
+def _linked_corpus(value: str) -> None:
+    st.session_state["corpus_source"] = value
+
+
+names = [f.name for f in linked(DEFAULT_MODEL)]
+links.restore("train", linked(DEFAULT_MODEL)[:1], extra=[*names, "corpus"])  # the model first:
+links.restore(  # the other fields' widgets are the chosen model's
+    "train",
+    [
+        *linked(st.session_state.get("train-model", DEFAULT_MODEL))[1:],
+        links.Field("corpus", "", links.source, _linked_corpus),
+    ],
+    extra=["model"],
+)
+links.notice("train")
+
 # Folded once this session has started a run (not when it merely looks at someone else's).
 with st.expander("New run", expanded="started_run" not in st.session_state):
     choices = list(corpus.BUILTIN_SOURCES)
@@ -44,11 +79,12 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
         "Model",
         MODEL_NAMES,
         index=MODEL_NAMES.index(DEFAULT_MODEL),
+        key="train-model",
         help="seed-lstm is the tutorial's network: Embedding 64, two LSTM 128 layers, Dense; "
         f"nano is nanoGPT's CPU shape; modern-nano the same shape with "
         f"{', '.join(ablation.modern_changes())}, trained with Muon",
     )
-    kind = cols[1].selectbox("Tokenizer", tokenizers.KINDS)
+    kind = cols[1].selectbox("Tokenizer", tokenizers.KINDS, key="train-kind")
     name = cols[2].text_input("Run name (optional)", max_chars=40)
     recipe = make_train_config(model)
     cols = st.columns(4)
@@ -84,6 +120,7 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
     warmup = recipe.warmup_steps
     if chosen_schedule == "cosine":
         warmup = st.number_input("Warm-up steps", 0, 10_000, recipe.warmup_steps, key=f"wu-{model}")
+    links.keep("train", linked(model), {"corpus": links.linkable(source)})
 
     # The Data page's cleaning and CSV column apply to the corpus chosen there, not to others.
     own = source == chosen

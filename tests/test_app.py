@@ -194,3 +194,61 @@ def test_generate_preloads_the_chosen_checkpoint_once_and_the_click_takes_it_ove
     loaders._preloader.submit(lambda: None).result()  # the queue has drained
     assert ("runs/3", "best") in loads
     loaders.generator.clear()
+
+
+def open_linked(page: str, params: dict, timeout: float = 60) -> AppTest:
+    """A page opened from a link: its address carries ``params``."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.run()
+    at.switch_page(f"pages/{page}.py")
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_a_train_link_restores_the_form_and_ignores_what_the_form_would_refuse():
+    good = {"model": "nano", "tokenizer": "word", "steps": "123", "lr": "0.01", "schedule": "constant"}
+    bad = {"batch": "99999", "seed": "nan", "corpus": "/etc/passwd", "x": "<script>", "block": "1e400"}
+    at = open_linked("train", {**good, **bad})
+    numbers = {n.label: n.value for n in at.number_input}
+    boxes = {s.label: s.value for s in at.selectbox}
+    assert (boxes["Model"], boxes["Tokenizer"], boxes["Schedule"]) == ("nano", "word", "constant")
+    assert numbers["Steps"] == 123 and numbers["Learning rate"] == 0.01
+    assert numbers["Batch size"] == 32 and numbers["Block size"] == 64  # refused: the recipe's stay
+    assert boxes["Corpus (choose others on the Data page)"] == "builtin:python-docs"  # never a server's file
+    (warning,) = [w.value for w in at.warning]
+    assert all(name in warning for name in bad) and not any(name in warning for name in good)
+    assert at.query_params["steps"] == "123" and "x" not in at.query_params  # the address: what is shown
+    next(n for n in at.number_input if n.label == "Steps").set_value(150).run()
+    assert at.query_params["steps"] == "150" and not at.warning  # changed: the notice has been read
+
+
+def test_a_data_link_restores_the_corpus_and_its_cleaning():
+    at = open_linked("data", {"corpus": "builtin:markov", "lowercase": "1"})
+    assert at.radio[0].value == "Built-in corpus" and at.selectbox[0].value == "builtin:markov"
+    assert next(c for c in at.checkbox if c.label == "Lowercase").value is True
+    at = open_linked("data", {"corpus": "file:///etc/passwd"})  # neither built in nor on the web
+    assert at.selectbox[0].value == "builtin:python-docs" and "corpus" in at.warning[0].value
+    at = open_linked("data", {"corpus": "https://example.org/a.txt"})
+    assert at.radio[0].value == "Web address" and at.text_input[0].value == "https://example.org/a.txt"
+
+
+def test_generate_and_runs_links_restore_their_settings_and_selection(tiny_run, monkeypatch):
+    monkeypatch.setenv("LMLAB_RUNS_DIR", str(tiny_run.parent))
+    params = {"run": tiny_run.name, "checkpoint": "best", "prompt": "To be", "temperature": "1.25"}
+    at = open_linked("generate", {**params, "top_k": "7", "length": "0", "seed": "12"}, timeout=120)
+    assert at.selectbox[0].value == tiny_run.name and at.radio[0].value == "best"
+    assert at.text_area[0].value == "To be" and at.slider[0].value == 1.25
+    numbers = {n.label: n.value for n in at.number_input}
+    assert numbers["Top-k (0 = off)"] == 7 and numbers["Seed"] == 12
+    assert numbers["Length (tokens)"] == 200 and "length" in at.warning[0].value  # 0 tokens: refused
+    at = open_linked("generate", {"run": "../../etc"}, timeout=120)  # not a run here: the first run shown
+    assert at.selectbox[0].value == tiny_run.name and "run" in at.warning[0].value
+
+    at = open_linked("runs", {"runs": tiny_run.name, "curve": "Accuracy", "target": "100"})
+    assert any(f"Selected by the link: {tiny_run.name}" in c.value for c in at.caption)
+    assert at.selectbox(key="runs-curve").value == "Accuracy" and "step to 100" in at.dataframe[0].value
+    assert at.query_params["runs"] == tiny_run.name
+    at = open_linked("runs", {"runs": f"{tiny_run.name},nosuchrun"})  # every run must exist
+    assert not any("Selected by the link" in c.value for c in at.caption) and "runs" in at.warning[0].value

@@ -1,10 +1,12 @@
-"""Home's quick demo in a real browser (issue "Demo-ready", part 1), on a fresh public server.
+"""Home's quick demo and the links that reproduce a setup, in a real browser ("Demo-ready").
 
+The demo, on a fresh public server.
 From an empty runs folder: Home offers the demo and no run; one click trains it (within the
 server's step cap) while its curve gains points on Home; it lands on Generate with the demo's
 run chosen and a first text written; back on Home the finished demo stays, and a second
-visitor's Home shows that run's curve and sample instead of zeros. Screenshots go to
-``test-artifacts/screenshots-demo``.
+visitor's Home shows that run's curve and sample instead of zeros. The links: a Train form's
+address, opened in a new browser, shows the same form; a hostile address is ignored with a
+notice. Screenshots go to ``test-artifacts/screenshots-demo``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from test_browser_reliability import Server, browser, followed_run, new_page  # 
 
 from conftest import ROOT
 from lmcore import runs
-from lmcore.bench.browser import curve_points
+from lmcore.bench.browser import curve_points, set_field
 
 SHOTS = ROOT / "test-artifacts" / "screenshots-demo"
 CAP = 60  # the server's step cap: the demo trains this many steps, not its 300
@@ -68,5 +70,37 @@ def test_the_quick_demo_trains_on_home_and_lands_on_generate_with_a_text(browser
         other.get_by_text(f"On this server, the newest run: {run_id}").wait_for()
         assert wait_curve(other, CAP) == CAP and other.get_by_text(f"Sample at step {CAP}").count() == 1
         shot(other, "04-home-second-visitor")
+    finally:
+        server.stop()
+
+
+def test_a_train_link_opened_in_a_new_browser_shows_the_same_form(browser, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    server = Server(tmp_path / "runs")
+    try:
+        page = new_page(browser, server.url, "train")
+        set_field(page, "Steps", 250)
+        set_field(page, "Seed", 42)
+        page.wait_for_url("**seed=42**")
+        link = page.url
+        assert "steps=250" in link
+        other = new_page(
+            browser, server.url, link.removeprefix(server.url + "/")
+        )  # its own cookies: a new session
+        # A new session's first view can be drawn before the run that restored the link (seen:
+        # 700 for a moment, then 250): what counts is what the page settles on.
+        expect(other.get_by_label("Steps", exact=True)).to_have_value("250", timeout=20_000)
+        expect(other.get_by_label("Seed", exact=True)).to_have_value("42", timeout=20_000)
+        assert not other.get_by_text("Ignored from the link").count()
+
+        hostile = new_page(
+            browser, server.url, "train?steps=abc&corpus=..%2F..%2Fetc%2Fpasswd&%3Cb%3Ex%3C%2Fb%3E=1"
+        )
+        warning = hostile.get_by_text("Ignored from the link").inner_text()
+        assert "steps" in warning and "corpus" in warning and "<b>x</b>" in warning  # shown, not rendered
+        assert not hostile.locator('[data-testid="stException"]').count()
+        expect(hostile.get_by_label("Steps", exact=True)).to_have_value("700")  # the form's own default
+        shot(hostile, "05-hostile-link")
     finally:
         server.stop()
