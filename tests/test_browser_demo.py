@@ -50,7 +50,7 @@ def test_the_quick_demo_trains_on_home_and_lands_on_generate_with_a_text(browser
         wait_curve(page, 1, timeout=240_000)  # the curve moves on Home itself, before Generate opens
         shot(page, "02-home-training")
 
-        page.wait_for_url("**/generate", timeout=240_000)  # completed: on to Generate
+        page.wait_for_url("**/generate**", timeout=240_000)  # completed: on to Generate
         page.get_by_text("tokens/s").first.wait_for(timeout=120_000)  # a first text, unasked
         settle(page)
         (run_id,) = [p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
