@@ -337,7 +337,7 @@ def test_a_page_address_opened_first_on_a_fresh_server_gets_the_apps_navigation(
         nav.first.wait_for()
         names = [text.split("\n")[-1] for text in nav.all_inner_texts()]
         assert names == ["Home", "Data", "Math", "Train", "Generate", "Fine-tune", "Runs"], names
-        assert page.url.endswith("/train")
+        assert page.url.split("?")[0].endswith("/train")  # its address may carry the form (links)
         page.get_by_text("Device:").first.wait_for()  # app.py's shared sidebar ran
         page.screenshot(path=str(SHOTS / "direct-address.png"))
     finally:
