@@ -1,6 +1,6 @@
 """LM Lab's entry point: ``streamlit run app.py``.
 
-The app's frame (:func:`dashboard.nav.frame`: navigation over the seven pages in ``pages/``
+The app's frame (:func:`dashboard.nav.frame`: navigation over the eight pages in ``pages/``
 and the shared sidebar), then the page asked for. Importing this file, like the Home, Data
 and Math pages, loads no TensorFlow.
 """

@@ -20,6 +20,7 @@ from dashboard import sidebar
 
 PAGES = (  # (file, title, icon, address: None for the file's name; Home is the root)
     ("pages/home.py", "Home", ":material/home:", None),
+    ("pages/tour.py", "Tour", ":material/tour:", None),
     ("pages/data.py", "Data", ":material/description:", None),
     ("pages/mathematics.py", "Math", ":material/functions:", "math"),
     ("pages/train.py", "Train", ":material/model_training:", None),
@@ -49,7 +50,7 @@ def through_app():
 
 
 def frame():
-    """The app's frame: page settings, the navigation over the seven pages (returns the page
+    """The app's frame: page settings, the navigation over the eight pages (returns the page
     asked for) and the shared sidebar."""
     st.set_page_config(page_title="LM Lab", page_icon=":material/science:", layout="wide")
     page = st.navigation(pages())

@@ -1,6 +1,5 @@
 """Data: choose text, clean it, and see it as statistics, tokens and training windows."""
 
-import html
 from collections import Counter
 
 import numpy as np
@@ -8,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboard import fmt, links, loaders, nav, sources
+from dashboard import fmt, links, loaders, nav, sources, token_views
 from lmcore.text import corpus, tokenizers, windows
 
 nav.enter()
@@ -69,18 +68,11 @@ st.subheader("Tokens")
 kinds = {kind: loaders.tokenizer_for(kind, view_key, view) for kind in tokenizers.KINDS}
 length = st.slider("Characters shown", 40, 600, 200, step=20)
 snippet = text[:length]
-palette = ["#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa"]
 cols = st.columns(3)
 for col, (kind, tok) in zip(cols, kinds.items(), strict=True):
     ids = tok.encode(snippet)
-    spans = "".join(
-        f'<span title="id {i}" style="background:{palette[n % len(palette)]};border-radius:3px;'
-        f'padding:0 1px;margin:1px;word-break:break-all">{html.escape(fmt.show_token(tok.token(i)))}'
-        f'<sub style="color:#555">{i}</sub></span>'
-        for n, i in enumerate(ids)
-    )
     col.markdown(f"**{kind}** — vocabulary {tok.vocab_size:,}, {len(ids)} tokens")
-    col.html(f'<div style="font-family:monospace;line-height:2">{spans}</div>')
+    token_views.chips(col, tok, ids)
 
 sizes = []
 for kind, tok in kinds.items():
@@ -105,12 +97,11 @@ block = cols[1].slider("Block size", 4, 64, 16)
 seed = cols[2].number_input("Seed", min_value=0, max_value=2**32 - 1, value=0, step=1)
 tok = kinds[kind]
 train_ids, _ = windows.split(loaders.token_ids(kind, view_key, view))
-if len(train_ids) <= block + 1:
+drawn = token_views.sample_windows(train_ids, block, int(seed), 5)
+if drawn is None:
     st.warning("This text is too short for windows of this size.")
     st.stop()
-rng = np.random.default_rng(int(seed))
-starts = rng.integers(0, len(train_ids) - block - 1, 5)
-x, y = windows.pairs(train_ids, block, starts)
+starts, x, y = drawn
 st.dataframe(
     pd.DataFrame(
         {

@@ -6,7 +6,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import fmt, links, loaders, nav, runlist
+from dashboard import fmt, links, loaders, nav, runlist, why
 from lmcore import LMError, runs
 from lmcore.generation import decoding
 
@@ -188,42 +188,8 @@ fig.update_layout(
 )
 st.plotly_chart(fig)
 step = steps[position - 1]
-cols = st.columns(4)
-cols[0].metric("Token", repr(step.text))
-cols[1].metric("Probability (model)", f"{step.raw_prob:.3f}")
-cols[2].metric("Probability (after filters)", f"{step.prob:.3f}")
-cols[3].metric("Surprisal", f"{step.surprisal_bits:.2f} bits")
-
-# The candidates at this position: what the model offered, and what the filters left.
-names = [fmt.show_token(result["names"][c.token_id]) for c in step.candidates]
-names = [f"{i + 1}. {n}" for i, n in enumerate(names)]  # unique labels, likeliest first
-fig = go.Figure(
-    [
-        go.Bar(
-            name="model",
-            x=names,
-            y=[c.raw_prob for c in step.candidates],
-            marker_color=["#636efa" if c.kept else "#c8c8c8" for c in step.candidates],
-            marker_line_color=[
-                "black" if c.token_id == step.token_id else "rgba(0,0,0,0)" for c in step.candidates
-            ],
-            marker_line_width=3,
-        ),
-        go.Bar(name="after filters", x=names, y=[c.prob for c in step.candidates], marker_color="#ef553b"),
-    ]
-)
-removed = sum(not c.kept for c in step.candidates)
-fig.update_layout(
-    barmode="group",
-    title=(
-        f"The {len(step.candidates)} likeliest candidates at token {position} "
-        f"(grey: removed by the filters ({removed}); outlined: the one drawn)"
-    ),
-    yaxis_title="probability",
-    height=340,
-    margin=dict(t=40, b=30),
-)
-st.plotly_chart(fig)
+why.token_metrics(st, step)
+st.plotly_chart(why.candidates_figure(step, result["names"], position))
 
 st.subheader("Attention")
 if result["family"] != "gpt":

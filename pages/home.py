@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import access, demo, nav, runlist, sidebar
+from dashboard import access, demo, nav, runlist, sidebar, tour
 from lmcore.jobs import queue
 
 nav.enter()
@@ -17,7 +17,12 @@ st.markdown(
 demo.section()
 
 st.subheader("The path")
+if (at := st.session_state.get(tour.STEP_KEY, 1)) > 1:  # a tour left part-way
+    st.page_link(
+        "pages/tour.py", label=f"Resume the tour at step {at}: {tour.TITLES[at - 1]}", icon=":material/tour:"
+    )
 steps = [
+    ("pages/tour.py", "Tour", "the whole lab in six steps on your own corpus, with Back and Next"),
     ("pages/data.py", "1. Data", "choose text, clean it, see it as tokens and training windows"),
     ("pages/mathematics.py", "2. Math", "entropy, cross-entropy, Bayes, the chain rule, gradient descent"),
     ("pages/train.py", "3. Train", "the tutorial's LSTM, a GRU or a small GPT, with live curves"),

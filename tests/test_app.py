@@ -252,3 +252,34 @@ def test_generate_and_runs_links_restore_their_settings_and_selection(tiny_run, 
     assert at.query_params["runs"] == tiny_run.name
     at = open_linked("runs", {"runs": f"{tiny_run.name},nosuchrun"})  # every run must exist
     assert not any("Selected by the link" in c.value for c in at.caption) and "runs" in at.warning[0].value
+
+
+def test_the_tour_walks_its_steps_with_back_and_next_and_resumes_where_it_was_left():
+    from dashboard import token_views, tour
+    from lmcore.explain import info
+    from lmcore.text import corpus, tokenizers, windows
+
+    at = open_page("tour")
+    assert at.header[0].value == "1. The text"
+    assert [m.label for m in at.metric] == ["Characters", "Distinct characters", "Unigram entropy"]
+    assert next(b for b in at.button if b.label == "Back").disabled
+    for title in tour.TITLES[1:4]:
+        next(b for b in at.button if b.label == "Next").click().run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert at.header[0].value.endswith(title)
+    assert at.query_params["step"] in ("4", ["4"])
+    # step 4's numbers are the window's own: recomputed here from the same corpus and seed
+    text = corpus.load(corpus.DEFAULT_SOURCE).text[:2_000_000]
+    tok = tokenizers.train("char", text)
+    train_ids, _ = windows.split(tok.encode(text))
+    _, x, y = token_views.sample_windows(train_ids, tour.BLOCK, 0, 1)
+    s = info.window_step(x[0], y[0], tok.vocab_size, 5.0)
+    shown = " ".join(md.value for md in at.markdown)
+    assert f"ln {tok.vocab_size} = **{s.loss_before:.4f} nats**" in shown
+    assert f"**{s.loss_after:.4f} nats**" in shown and f"**{s.grad_target:.4f}**" in shown
+    next(b for b in at.button if b.label == "Back").click().run()
+    assert at.header[0].value == "3. A training window"
+    at.switch_page("pages/home.py").run()  # leave the tour: Home offers to resume it
+    assert any("Resume the tour at step 3" in str(link.proto.label) for link in at.get("page_link"))
+    at.switch_page("pages/tour.py").run()
+    assert at.header[0].value == "3. A training window"

@@ -112,3 +112,28 @@ def test_the_markov_corpus_entropy_rate_matches_the_plugin_estimate_within_one_p
 def test_invalid_inputs_raise_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_one_window_step_starts_at_ln_v_and_its_gradient_is_softmax_minus_one_hot():
+    x, y, vocab, lr = [3, 1, 4, 1, 5], [1, 4, 1, 5, 9], 10, 2.0
+    s = info.window_step(x, y, vocab, lr)
+    assert s.loss_before == pytest.approx(math.log(vocab))  # every token equally likely at first
+    assert s.target_prob_before == pytest.approx(1 / vocab)
+    assert s.grad_target == pytest.approx((1 / vocab - 1) / len(y))
+    assert s.grad_other == pytest.approx(1 / vocab / len(y))
+    # the step itself, against the loss computed by hand from the updated table: rows 3, 1, 4, 5
+    table = np.zeros((vocab, vocab))
+    for a, b in zip(x, y, strict=True):
+        table[a] -= lr * (np.full(vocab, 1 / vocab) - np.eye(vocab)[b]) / len(y)
+    p = np.exp(table) / np.exp(table).sum(axis=1, keepdims=True)
+    assert s.loss_after == pytest.approx(-np.mean([math.log(p[a, b]) for a, b in zip(x, y, strict=True)]))
+    assert s.target_prob_after == pytest.approx(p[3, 1])
+    assert s.loss_after < s.loss_before
+
+
+@pytest.mark.parametrize(
+    "x, y, vocab", [([], [], 5), ([1, 2], [1], 5), ([1, 7], [2, 3], 5), ([-1], [0], 5), ([0], [0], 1)]
+)
+def test_a_window_step_refuses_what_is_not_a_window(x, y, vocab):
+    with pytest.raises(ValueError):
+        info.window_step(x, y, vocab, 1.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -167,6 +168,66 @@ def gradient_descent(grad: Callable[[np.ndarray], np.ndarray], theta0, lr: float
         theta = theta - lr * g
         path.append(theta.copy())
     return np.array(path)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One gradient-descent step on one training window (:func:`window_step`)."""
+
+    loss_before: float  # mean cross-entropy over the window's positions, nats
+    loss_after: float
+    target_prob_before: float  # P(the first target) before and after the step
+    target_prob_after: float
+    grad_target: float  # ∂loss/∂logit of the first target at the first position (negative: raise it)
+    grad_other: float  # ∂loss/∂logit of any other token there (positive: lower it)
+    grad_norm: float  # the whole gradient's length
+
+
+def window_step(inputs: Sequence[int], targets: Sequence[int], vocab_size: int, lr: float) -> Step:
+    """One step of the simplest language model on one window, with the Math page's update.
+
+    The model is a table of logits W[previous token, next token], started at zero: before
+    training every next token is equally likely, so the loss is ln V at every position. The
+    loss is the window's mean cross-entropy; its gradient with respect to the logits at one
+    position is softmax − one-hot(target), spread over the window's T positions. One step of
+    :func:`gradient_descent` (θ ← θ − α∇J) raises each target's logit and lowers the others.
+    """
+    x, y = np.asarray(inputs, dtype=np.int64), np.asarray(targets, dtype=np.int64)
+    if x.size == 0 or x.shape != y.shape:
+        raise ValueError("a window needs as many targets as inputs, at least one")
+    if vocab_size < 2 or x.max() >= vocab_size or y.max() >= vocab_size or min(x.min(), y.min()) < 0:
+        raise ValueError(f"token ids must lie in 0..{vocab_size - 1}")
+    rows, row_of = np.unique(x, return_inverse=True)  # only the rows the window reads move
+    shape = (len(rows), vocab_size)
+
+    def probs(theta: np.ndarray) -> np.ndarray:
+        logits = theta.reshape(shape)[row_of]
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def loss(theta: np.ndarray) -> float:
+        return float(-np.mean(np.log(probs(theta)[np.arange(len(y)), y])))
+
+    def grad(theta: np.ndarray) -> np.ndarray:
+        g_logits = probs(theta)
+        g_logits[np.arange(len(y)), y] -= 1.0
+        g = np.zeros(shape)
+        np.add.at(g, row_of, g_logits / len(y))
+        return g.ravel()
+
+    before, after = gradient_descent(grad, np.zeros(shape).ravel(), lr, 1)
+    at_first = probs(before)[0] / len(y)  # the loss's gradient at the first position's logits
+    at_first[y[0]] -= 1.0 / len(y)
+    other = 1 if y[0] == 0 else 0
+    return Step(
+        loss(before),
+        loss(after),
+        float(probs(before)[0, y[0]]),
+        float(probs(after)[0, y[0]]),
+        float(at_first[y[0]]),
+        float(at_first[other]),
+        float(np.linalg.norm(grad(before))),
+    )
 
 
 class BigramModel:

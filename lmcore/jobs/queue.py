@@ -48,6 +48,7 @@ import lmcore
 from lmcore import LMError, device, runs
 from lmcore.jobs import public, specs
 
+TERMINAL = ("completed", "stopped", "failed", "interrupted", "evicted")  # a job's states once it is over
 PACKAGE_ROOT = Path(lmcore.__file__).resolve().parents[1]  # the folder that holds lmcore/, for the child
 PRIVATE = public.Policy()  # a laptop: every visitor may do everything, nothing is capped
 
