@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard import charts, fmt, math_views, runlist
+from dashboard import ablation_view, charts, fmt, math_views, runlist
 from lmcore import runs
+from lmcore.experiments import ablation, lr_sweep
 
 SAMPLES_SHOWN = 3  # the latest samples of each run
 
@@ -74,6 +75,23 @@ def _samples(run: dict) -> str:
     return "".join(f"<p><b>Step {step}</b></p><pre>{text}</pre>" for step, text in shown)
 
 
+def _experiments(selected: list[dict]) -> list[str]:
+    """The ablation view and the learning-rate sweep's verdicts, for the runs that are theirs."""
+    dirs = [Path(r["path"]) for r in selected]
+    parts = []
+    found = ablation.table([d for d in dirs if "-ablation-" in d.name])
+    if found:
+        frame = pd.DataFrame(found)
+        parts += ["<h2>Ablation: what each modern change buys</h2>", _table(frame)]
+        parts.append(_figure(ablation_view.steps_figure(frame), first=False))
+    sweep = [d for d in dirs if lr_sweep.variant_of(d.name) is not None]
+    if sweep:
+        lines = dict(math_views.reference_lines(runs.read_record(sweep[0])))
+        rows = lr_sweep.table(sweep, lines.get("unigram entropy"))
+        parts += ["<h2>Learning-rate sweep: what each rate did</h2>", _table(pd.DataFrame(rows))]
+    return parts
+
+
 def build(selected: list[dict]) -> str:
     """The report of ``selected`` (run summaries, :func:`lmcore.runs.summary`) as an HTML page."""
     title = (
@@ -97,6 +115,7 @@ def build(selected: list[dict]) -> str:
         parts += ["<h2>More curves</h2>", _figure(charts.more_figure(*look, snap.metrics), first=False)]
     else:
         parts.append(_figure(charts.curve_figure(frames, "Loss (nats)"), first=True))
+    parts += _experiments(selected)
     heading, settings = _settings(selected)
     parts += [f"<h2>{heading}</h2>", _table(settings) if not settings.empty else "<p>Identical.</p>"]
     for run in selected:

@@ -111,3 +111,18 @@ def test_a_runs_report_is_one_file_with_its_curves_settings_and_escaped_samples(
     assert not re.search(r"<script[^>]*\bsrc=", page)  # nothing fetched to draw (the browser test: offline)
     assert "&lt;script&gt;x&lt;/script&gt;&amp;" in page and "<script>x</script>" not in page
     assert "<h2>Settings</h2>" in page and "train.batch_size" in page and run.name in page
+
+
+def test_a_report_of_an_ablation_and_a_sweep_carries_their_views(tiny_run, tmp_path):
+    import shutil
+
+    from dashboard import report
+
+    ablation_run = shutil.copytree(tiny_run, tmp_path / "20261203-100000-ablation-0-abcdef12")
+    sweep_run = shutil.copytree(tiny_run, tmp_path / "20261203-100001-lr-sweep-3-abcdef12")
+    page = report.build([runs.summary(ablation_run), runs.summary(sweep_run)])
+    assert "<h2>Ablation: what each modern change buys</h2>" in page and "Steps to a validation loss" in page
+    assert "<h2>Learning-rate sweep: what each rate did</h2>" in page
+    assert "constant 0.3 (far too large)" in page
+    plain = report.build([runs.summary(tiny_run)])
+    assert "Ablation:" not in plain and "Learning-rate sweep" not in plain
