@@ -11,9 +11,9 @@ import streamlit as st
 
 from dashboard import access, charts, fmt, math_views
 from lmcore import runs
-from lmcore.jobs import queue
+from lmcore.jobs import eta, queue
 
-TERMINAL = ("completed", "stopped", "failed", "interrupted", "evicted")
+TERMINAL = queue.TERMINAL
 
 
 def curve_controls(key: str, live: bool = True) -> dict:
@@ -36,9 +36,14 @@ def _status_line(box, state: dict, df: pd.DataFrame, total: int) -> None:
     """The run's state in one element: queued, starting, failed, removed, or a progress bar."""
     status, step = state["status"], int(state.get("step") or 0)
     if status == "queued":
+        setting = (
+            " (LMLAB_MAX_JOBS sets how many)" if access.actor().admin or not access.policy().public else ""
+        )
+        start = state.get("starts_in")
+        when = f" Estimated start: in about {fmt.fmt_seconds(start)}." if start is not None else ""
         box.info(
             f"Queued: number {state['position']} of {state['queue_length']} waiting. It starts when one "
-            f"of the {state['slots']} training slots frees (LMLAB_MAX_JOBS sets how many)."
+            f"of the {state['slots']} training slots frees{setting}.{when}"
         )
     elif status == "starting":
         box.info(f"Starting: {state.get('phase') or 'loading the corpus and TensorFlow'}…")
@@ -69,7 +74,7 @@ def _controls(box, run_id: str, status: str) -> None:
         if box.button("Stop", key=f"stop-{run_id}", type="primary"):
             queue.stop(access.runs_root(), run_id, access.actor(), access.policy())
             st.toast("Stop requested: the run saves a checkpoint and ends after the current step.")
-    elif status in ("running", "starting", "queued"):
+    elif status in ("running", "starting", "queued") and not manage:
         box.caption("Started by another visitor: only they (or the admin) can stop it.")
     if status == "queued" and manage and box.button("Cancel", key=f"cancel-{run_id}"):
         queue.stop(access.runs_root(), run_id, access.actor(), access.policy())
@@ -83,6 +88,8 @@ def run_view(run_id: str, controls: dict) -> tuple[str, runs.Snapshot]:
     status and what was read of it (one read of the run per refresh)."""
     root = access.runs_root()
     state = queue.state(root, run_id)
+    if state["status"] == "queued":
+        state["starts_in"] = eta.seconds_to_start(root, run_id)
     run_dir = root / run_id
     snap = runs.snapshot(run_dir)
     record = snap.record

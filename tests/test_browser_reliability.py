@@ -206,7 +206,12 @@ def test_two_sessions_train_at_once_and_a_third_waits_in_the_queue(browser, tmp_
         start_run(carol, "carol", 50, 4)
         carol.get_by_text(re.compile(r"Queued: number 1 of 1 waiting")).wait_for(timeout=30_000)
         carol.get_by_text(re.compile(r"Training slots: 2 of 2 busy · 1 queued")).wait_for()
+        assert carol.get_by_role("button", name="Cancel").count() == 1  # her own queued run, hers to cancel
+        assert carol.get_by_text("Started by another visitor").count() == 0  # and not called someone else's
         shot(carol, "04-queued")
+        # once the two runs ahead have a measured pace, the wait in minutes and seconds
+        carol.get_by_text(re.compile(r"Estimated start: in about \d+(m \d\ds|s)\.")).wait_for(timeout=180_000)
+        shot(carol, "04b-queued-estimated-start")
         assert (
             "alice" in followed_run(alice) and "bob" in followed_run(bob) and "carol" in followed_run(carol)
         )

@@ -297,3 +297,31 @@ def test_the_quick_demo_is_the_default_run_shortened_and_within_a_public_cap():
     assert replace(demo, train=default.train, name=None) == default  # only its length and name differ
     assert warmup.demo_spec(100).train.steps == 100  # a public server's cap
     assert [s.name for s in warmup.warmed_specs()] == ["quick-demo", None]  # the warm-up compiles both
+
+
+def test_a_queued_job_is_told_when_it_should_start_from_the_pace_of_the_jobs_ahead(
+    tiny_run, tmp_path, monkeypatch
+):
+    from lmcore.jobs import eta
+
+    root = tmp_path / "runs"
+    busy = root / "20261201-000000-busy-0001"
+    shutil.copytree(tiny_run, busy)
+    (busy / runs.METRICS).write_text(  # 1 step a second, at step 20 of the record's 30
+        "".join(json.dumps({"step": s, "time": float(s), "loss": 3.0}) + "\n" for s in (10, 15, 20))
+    )
+    runs.write_status(busy, "running", step=20)  # this process: alive
+    monkeypatch.setenv("LMLAB_MAX_JOBS", "1")
+    monkeypatch.setattr(queue, "active", lambda r: [busy.name])
+    first, second = "20261201-000001-first-0001", "20261201-000002-second-0001"
+    for run_id, steps in ((first, "40"), (second, "50")):
+        argv = ["train", "--corpus", str(tmp_path / "none.txt"), *TINY, "--steps", steps, "--run-id", run_id]
+        queue.submit(root, run_id, cli.spec_from_argv(argv))
+        time.sleep(0.01)  # queued in this order
+    assert queue.queued(root) == [first, second]
+    assert eta.seconds_to_start(root, first) == pytest.approx(10)  # the busy run's 10 steps left
+    assert eta.seconds_to_start(root, second) == pytest.approx(10 + eta.STARTUP_S + 40)
+    assert eta.seconds_to_start(root, busy.name) is None  # not queued
+    monkeypatch.setattr(queue, "active", lambda r: [])  # nothing measured: no figure made up
+    (busy / runs.METRICS).write_text("")
+    assert eta.seconds_to_start(root, second) is None
