@@ -65,11 +65,13 @@ def curve_step(source: str, view: str) -> None:
         return
     follow = any(r["status"] not in queue.TERMINAL for r in found.values())
     unigram = loaders.entropy_bits(view) * math.log(2)  # nats, the loss's unit
-    st.fragment(_sweep_view, run_every=2.0 if follow else None)(found, unigram)
+    st.fragment(_sweep_view, run_every=2.0 if follow else None)(found, unigram, follow)
 
 
-def _sweep_view(found: dict[int, dict], unigram: float) -> None:
+def _sweep_view(found: dict[int, dict], unigram: float, follow: bool) -> None:
     rows = lr_sweep.table([Path(r["path"]) for r in found.values()], unigram)
+    if follow and all(r["status"] in queue.TERMINAL for r in rows) and len(rows) == len(lr_sweep.VARIANTS):
+        st.rerun()  # the sweep has ended: redraw the whole step once, without the timer
     frames = {
         lr_sweep.VARIANTS[i][0]: runlist.metrics_frame(Path(r["path"])) for i, r in sorted(found.items())
     }

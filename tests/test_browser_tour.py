@@ -64,10 +64,11 @@ def test_every_step_of_the_tour_with_leaving_resuming_and_the_sweep(browser, tmp
         page.get_by_role("button", name="Run the sweep").click()
         page.get_by_text("What too large a rate really does").wait_for(timeout=600_000)
         settle(page)
-        names = page.evaluate(
-            "() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (p._fullData || [])"
-            ".map(t => t.name))"
-        )
+        # the chart is drawn by plotly.js after the page settles: wait for its traces
+        names = page.wait_for_function(
+            "() => { const n = [...document.querySelectorAll('.js-plotly-plot')]"
+            ".flatMap(p => (p._fullData || []).map(t => t.name)); return n.length ? n : null; }"
+        ).json_value()
         for label, _ in lr_sweep.VARIANTS:  # a curve for each rate and schedule
             assert f"{label} train" in names and f"{label} validation" in names
         conclusion = page.locator('[data-testid="stAlertContentSuccess"]').inner_text()
