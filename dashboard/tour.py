@@ -48,9 +48,13 @@ class Corpus:
         self.train_ids, _ = windows.split(loaders.token_ids("char", sha, self.view))
 
     def window(self):
-        """The tour's window (inputs, targets), the same one at every step; None if too short."""
+        """The tour's window (inputs, targets), the same one at every step; None (said on the
+        page) if the text is too short for one."""
         drawn = token_views.sample_windows(self.train_ids, BLOCK, st.session_state.get("tour_seed", 0), 1)
-        return None if drawn is None else (drawn[1][0], drawn[2][0])
+        if drawn is None:
+            st.warning("This text is too short for a training window; choose a longer one on the Data page.")
+            return None
+        return drawn[1][0], drawn[2][0]
 
 
 def text_step(c: Corpus) -> None:
@@ -82,9 +86,7 @@ def tokens_step(c: Corpus) -> None:
 
 
 def window_step(c: Corpus) -> None:
-    pair = c.window()
-    if pair is None:
-        st.warning("This text is too short for a training window; choose a longer one on the Data page.")
+    if (pair := c.window()) is None:
         return
     x, y = pair
     st.markdown(
@@ -100,9 +102,7 @@ def window_step(c: Corpus) -> None:
 
 
 def gradient_step(c: Corpus) -> None:
-    pair = c.window()
-    if pair is None:
-        st.warning("This text is too short for a training window; choose a longer one on the Data page.")
+    if (pair := c.window()) is None:
         return
     x, y = pair
     lr = st.slider("Learning rate α", 0.1, 20.0, 5.0, 0.1, key="tour-lr")
@@ -148,8 +148,9 @@ def model_for(c: Corpus) -> dict | None:
 
 
 def token_step(c: Corpus) -> None:
-    run, pair = model_for(c), c.window()
-    if run is None or pair is None:
+    if (pair := c.window()) is None:
+        return
+    if (run := model_for(c)) is None:
         st.info("No run has a checkpoint yet: run the sweep at the step before, or train one.")
         return
     x, y = pair

@@ -283,3 +283,18 @@ def test_the_tour_walks_its_steps_with_back_and_next_and_resumes_where_it_was_le
     assert any("Resume the tour at step 3" in str(link.proto.label) for link in at.get("page_link"))
     at.switch_page("pages/tour.py").run()
     assert at.header[0].value == "3. A training window"
+
+
+def test_the_tour_on_a_text_too_short_for_a_window_says_so_at_each_step(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("abc", encoding="utf-8")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["corpus_source"] = str(short)
+    at.run()
+    at.switch_page("pages/tour.py").run()
+    for n in range(1, 7):
+        assert not at.exception, [e.message for e in at.exception]
+        if n >= 3:
+            assert any("too short for a training window" in w.value for w in at.warning), n
+        if n < 6:
+            next(b for b in at.button if b.label == "Next").click().run()
