@@ -66,7 +66,8 @@ def caps_text() -> str:
     p = policy()
     return (
         f"a run trains at most {p.max_steps:,} steps and {p.max_minutes:g} minutes; one job at a "
-        f"time per visitor; uploads up to {p.upload_mb:g} MB, {p.uploads_per_session} per session."
+        f"time per visitor, {p.max_queued} waiting at most; uploads up to {p.upload_mb:g} MB, "
+        f"{p.uploads_per_session} per session."
     )
 
 

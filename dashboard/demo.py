@@ -26,6 +26,8 @@ def section() -> None:
         _newest()
         return
     status = live.jobs_state(run_id)
+    if run_id == st.session_state.get("joined_run"):
+        live.joined_note(run_id)
     if status == "completed" and not st.session_state.get("demo_landed"):
         st.session_state["demo_landed"] = True  # once: back on Home, the finished demo stays in view
         to_generate(run_id)
@@ -45,11 +47,12 @@ def _offer() -> None:
     cols = st.columns([1, 4])
     if cols[0].button("Start the quick demo", type="primary", icon=":material/play_arrow:"):
         try:
-            run_id = queue.launch(access.runs_root(), spec, actor=access.actor(), policy=access.policy())
-        except LMError as err:  # public mode: one job per visitor, the caps
+            run_id, joined = queue.launch_or_join(access.runs_root(), spec, access.actor(), access.policy())
+        except LMError as err:  # public mode: one job per visitor, the caps, a full queue
             st.error(access.shown(err))
         else:
             st.session_state["demo_run"] = st.session_state["follow_run"] = run_id
+            st.session_state["joined_run"] = run_id if joined else None
             st.rerun()
     cols[1].markdown(
         f"Trains a small GPT (`{spec.model}`, {spec.train.steps} steps) on Python's own "

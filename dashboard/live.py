@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard import access, charts, fmt, math_views
 from lmcore import runs
-from lmcore.jobs import eta, queue
+from lmcore.jobs import queue
 
 TERMINAL = queue.TERMINAL
 
@@ -89,7 +89,7 @@ def run_view(run_id: str, controls: dict) -> tuple[str, runs.Snapshot]:
     root = access.runs_root()
     state = queue.state(root, run_id)
     if state["status"] == "queued":
-        state["starts_in"] = eta.seconds_to_start(root, run_id)
+        state["starts_in"] = queue.starts_in(root, run_id)
     run_dir = root / run_id
     snap = runs.snapshot(run_dir)
     record = snap.record
@@ -187,6 +187,16 @@ def follow(run_id: str, controls: dict) -> None:
             st.rerun()
 
     refresh()
+
+
+def joined_note(run_id: str) -> None:
+    """Said to a visitor whose job was identical to one already on the server (public mode)."""
+    st.info(
+        f"The same run (same text, model, settings and seed) is already on this server: {run_id}. "
+        "You follow it instead of training it again, and can generate from it once it has a "
+        "checkpoint. Change any setting to train a run of your own.",
+        icon=":material/group:",
+    )
 
 
 def jobs_state(run_id: str) -> str:

@@ -180,11 +180,12 @@ with st.expander("New run", expanded="started_run" not in st.session_state):
 
     if st.button("Start training", type="primary", disabled=not fits):
         try:
-            run_id = queue.launch(root, spec, actor=access.actor(), policy=access.policy())
-        except LMError as err:  # public mode: one job per visitor, the caps
+            run_id, joined = queue.launch_or_join(root, spec, access.actor(), access.policy())
+        except LMError as err:  # public mode: one job per visitor, the caps, a full queue
             st.error(access.shown(err))
         else:
             st.session_state["follow_run"] = st.session_state["started_run"] = run_id
+            st.session_state["joined_run"] = run_id if joined else None
             st.rerun()
 
 st.subheader("Follow a run")
@@ -219,4 +220,6 @@ if st.session_state.get("follow-choice") != (want := mine if mine in options els
     st.session_state["follow-choice"] = want
 run_id = st.selectbox("Run", options, key="follow-choice", on_change=_chosen)
 st.session_state["follow_run"] = run_id
+if run_id == st.session_state.get("joined_run"):
+    live.joined_note(run_id)
 live.follow(run_id, live.curve_controls("train"))

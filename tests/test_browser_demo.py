@@ -2,7 +2,8 @@
 
 The demo, on a fresh public server.
 From an empty runs folder: Home offers the demo and no run; one click trains it (within the
-server's step cap) while its curve gains points on Home; it lands on Generate with the demo's
+server's step cap) while its curve gains points on Home, and a second visitor who presses it
+too follows that same run instead of training it again; it lands on Generate with the demo's
 run chosen and a first text written; back on Home the finished demo stays, and a second
 visitor's Home shows that run's curve and sample instead of zeros. The links: a Train form's
 address, opened in a new browser, shows the same form; a hostile address is ignored with a
@@ -47,8 +48,12 @@ def test_the_quick_demo_trains_on_home_and_lands_on_generate_with_a_text(browser
         assert page.get_by_text(f"modern-nano, {CAP} steps").count() == 1  # the cap, said before the click
         shot(page, "01-home-empty")
         page.get_by_role("button", name="Start the quick demo").click()
+        joiner = new_page(browser, server.url)  # a second visitor presses it too: one run, two watchers
+        joiner.get_by_role("button", name="Start the quick demo").click()
+        joiner.get_by_text("is already on this server").wait_for()
         wait_curve(page, 1, timeout=240_000)  # the curve moves on Home itself, before Generate opens
         shot(page, "02-home-training")
+        shot(joiner, "02b-home-joined")
 
         page.wait_for_url("**/generate**", timeout=240_000)  # completed: on to Generate
         page.get_by_text("tokens/s").first.wait_for(timeout=120_000)  # a first text, unasked
@@ -56,6 +61,9 @@ def test_the_quick_demo_trains_on_home_and_lands_on_generate_with_a_text(browser
         (run_id,) = [p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
         assert "quick-demo" in run_id and runs.read_status(runs_dir / run_id)["step"] == CAP
         assert followed_run(page).startswith(run_id)  # the demo's run is the one chosen
+        joiner.wait_for_url("**/generate**", timeout=120_000)  # the joiner lands there with it too
+        joiner.get_by_text("tokens/s").first.wait_for(timeout=120_000)
+        assert followed_run(joiner).startswith(run_id)
         assert any(
             "tokens at" in c for c in page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
         )

@@ -147,3 +147,24 @@ def test_two_visitors_in_public_mode_own_their_runs_and_the_admin_unlocks_one_se
         assert not errors(alice) and not errors(bob)
     finally:
         server.stop()
+
+
+def test_a_full_queue_refuses_a_visitor_and_says_what_to_do_instead(browser, tmp_path):  # noqa: F811
+    env = {"LMLAB_PUBLIC": "1", "LMLAB_MAX_JOBS": "1", "LMLAB_MAX_QUEUED": "1"}
+    server = Server(tmp_path / "runs", env=env)
+    try:
+        ann, ben, cat = (new_page(browser, server.url) for _ in range(3))
+        start_run(ann, "ann", 3000, 8)  # the one training slot
+        start_run(ben, "ben", 50, 4)  # the one place in the queue
+        ben.get_by_text("Queued: number 1 of 1 waiting").wait_for(timeout=60_000)
+        assert "LMLAB_MAX_JOBS" not in body(ben)  # a server's setting: the admin's, not a visitor's
+        start_run(cat, "cat", 40, 4)
+        alert = cat.locator('[data-testid="stAlertContentError"]', has_text="the queue is full")
+        alert.wait_for()
+        assert "Watch a run in progress" in alert.inner_text() and "come back in" in alert.inner_text()
+        shot(cat, "05-queue-full")
+        assert not [p for p in (tmp_path / "runs").iterdir() if "-cat-" in p.name]
+        ann.get_by_role("button", name="Stop").click()  # the slot frees, ben's run starts
+        wait_status(ben, r"completed · step 50/50", 240)
+    finally:
+        server.stop()

@@ -319,9 +319,9 @@ def test_a_queued_job_is_told_when_it_should_start_from_the_pace_of_the_jobs_ahe
         queue.submit(root, run_id, cli.spec_from_argv(argv))
         time.sleep(0.01)  # queued in this order
     assert queue.queued(root) == [first, second]
-    assert eta.seconds_to_start(root, first) == pytest.approx(10)  # the busy run's 10 steps left
-    assert eta.seconds_to_start(root, second) == pytest.approx(10 + eta.STARTUP_S + 40)
-    assert eta.seconds_to_start(root, busy.name) is None  # not queued
+    assert queue.starts_in(root, first) == pytest.approx(10)  # the busy run's 10 steps left
+    assert queue.starts_in(root, second) == pytest.approx(10 + eta.STARTUP_S + 40)
+    assert queue.starts_in(root, busy.name) is None  # not queued
     monkeypatch.setattr(queue, "active", lambda r: [])  # nothing measured: no figure made up
     (busy / runs.METRICS).write_text("")
-    assert eta.seconds_to_start(root, second) is None
+    assert queue.starts_in(root, second) is None

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -278,3 +279,56 @@ def test_a_trainer_killed_by_the_kernel_for_memory_leaves_its_run_failed_with_th
     assert code == 1, queue.log_tail(tmp_path, run_id)
     assert state["status"] == "failed", state
     assert state["message"].startswith("out of memory: the system stopped the training process"), state
+
+
+def test_a_full_queue_refuses_a_visitor_with_what_to_do_instead(tmp_path, fake_start, monkeypatch):
+    monkeypatch.setenv("LMLAB_MAX_JOBS", "1")
+    policy = public.Policy(public=True, max_queued=2, admin_password="letmein")
+    visitors = [public.Actor(f"visitor-{n}") for n in range(4)]
+    ids = [
+        queue.launch(
+            tmp_path, cli.spec_from_argv(["train", "--steps", "10"]), f"v{n}", actor=who, policy=policy
+        )
+        for n, who in enumerate(visitors[:3])
+    ]
+    assert list(fake_start) == ids[:1] and queue.queued(tmp_path) == ids[1:]  # one training, two waiting
+    with pytest.raises(LMError, match=r"the queue is full: 2 jobs are waiting .* Watch a run in progress"):
+        queue.launch(
+            tmp_path, cli.spec_from_argv(["train", "--steps", "10"]), "v3", actor=visitors[3], policy=policy
+        )
+    assert len(queue.queued(tmp_path)) == 2  # nothing added
+    admin = public.Actor("presenter", admin=True)  # the presenter is never turned away
+    queue.launch(tmp_path, cli.spec_from_argv(["train", "--steps", "10"]), "p", actor=admin, policy=policy)
+    assert public.Policy().max_queued == 5
+
+
+def test_an_identical_job_is_joined_not_trained_again_and_any_change_trains_its_own(tmp_path, fake_start):
+    spec = cli.spec_from_argv(["train", "--model", "tiny", "--steps", "100", "--seed", "3"])
+    first, joined = queue.launch_or_join(tmp_path, spec, actor=ALICE, policy=PUBLIC)
+    assert not joined and list(fake_start) == [first]
+    again, joined = queue.launch_or_join(tmp_path, replace(spec, name="bob's"), actor=BOB, policy=PUBLIC)
+    assert (again, joined) == (first, True) and list(fake_start) == [first]  # a name is not a setting
+    assert queue.owner(tmp_path, first) == ALICE.owner_id  # still alice's run to stop
+    reseeded = replace(spec, train=replace(spec.train, seed=4))
+    other, joined = queue.launch_or_join(tmp_path, reseeded, actor=BOB, policy=PUBLIC)
+    assert not joined and other != first and list(fake_start) == [first, other]
+
+    fake_start.clear()  # both ended: a completed twin is still joined, a stopped one is not
+    (tmp_path / first).mkdir(), (tmp_path / other).mkdir()
+    runs.write_status(tmp_path / first, "completed", step=100)
+    runs.write_status(tmp_path / other, "stopped", step=40)
+    assert queue.launch_or_join(tmp_path, spec, actor=public.Actor("dan"), policy=PUBLIC) == (first, True)
+    third, joined = queue.launch_or_join(tmp_path, reseeded, actor=public.Actor("eve"), policy=PUBLIC)
+    assert not joined and third not in (first, other)
+    laptop, joined = queue.launch_or_join(tmp_path, spec, actor=ALICE)  # not public: always its own
+    assert not joined and laptop != first
+
+
+def test_a_jobs_fingerprint_counts_an_upload_by_its_content_not_its_name():
+    def on(source):
+        return specs.fingerprint(cli.spec_from_argv(["train", "--corpus", source, "--steps", "10"]))
+
+    assert on("/srv/runs/.uploads/0123456789abcdef/a.txt") == on("/x/.uploads/0123456789abcdef/b.txt")
+    assert on("/srv/runs/.uploads/0123456789abcdef/a.txt") != on("/srv/runs/.uploads/fedcba9876543210/a.txt")
+    assert on("builtin:python-docs") != on("builtin:markov")
+    assert specs.fingerprint(specs.ResumeSpec("some-run")) is None  # only new runs are shared

@@ -5,15 +5,18 @@ second over its last records). Each job waiting ahead then takes the first slot 
 its steps at the pace measured on this server (the mean of the jobs training now, else of the
 newest finished runs), plus the start-up every job pays before its first step. None when
 nothing has been measured yet: an estimate from no figure would be a guess.
+
+The job layer (:func:`lmcore.jobs.queue.starts_in`) hands it what it knows of the queue, so
+that the queue can also use it to say when a full queue has room again.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from pathlib import Path
 
 from lmcore import runs
-from lmcore.jobs import queue, specs
 
 STARTUP_S = 12.0  # a job's start-up before its first step (BENCHMARKS.md: 9.0 s warm, 11.8 s cold)
 RECENT = 5  # finished runs whose pace stands in when nothing trains now
@@ -27,16 +30,6 @@ def pace(run_dir: Path) -> float | None:
     return (trained[-1]["step"] - trained[0]["step"]) / (trained[-1]["time"] - trained[0]["time"])
 
 
-def job_steps(root: Path, run_id: str) -> int | None:
-    """The steps a queued job will train, from its spec (None if it does not say)."""
-    try:
-        spec = specs.load(queue.job_file(root, run_id, "spec.json"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    train = getattr(spec, "train", None)
-    return getattr(train, "steps", None) if train is not None else getattr(spec, "steps", None)
-
-
 def _server_pace(root: Path, running: list[str]) -> float | None:
     paces = [p for p in (pace(root / r) for r in running) if p]
     if not paces:  # nothing trains now: the newest finished runs'
@@ -45,13 +38,13 @@ def _server_pace(root: Path, running: list[str]) -> float | None:
     return sum(paces) / len(paces) if paces else None
 
 
-def seconds_to_start(root: Path, run_id: str) -> float | None:
-    """Estimated seconds until queued job ``run_id`` starts; None if not queued or not measured."""
-    root = Path(root)
-    waiting = queue.queued(root)
-    if run_id not in waiting:
-        return None
-    running = [r for r in queue.active(root) if r not in waiting]
+def seconds_to_start(
+    root: Path, running: list[str], ahead: list[int | None], slots: int, planned: Callable[[str], int | None]
+) -> float | None:
+    """Estimated seconds until a queued job starts, given the jobs ``running`` now in ``slots``
+    training slots and the steps of each job waiting ``ahead`` of it (``planned(run_id)``: a
+    job's steps from its spec, for a job whose run folder does not exist yet); None where a
+    figure is missing (no pace measured, a job's steps unknown)."""
     rate = _server_pace(root, running)
     if rate is None:
         return None
@@ -59,16 +52,15 @@ def seconds_to_start(root: Path, run_id: str) -> float | None:
     for r in running:
         status = runs.read_status(root / r) if (root / r / runs.STATUS).is_file() else {}
         record = runs.read_record(root / r) if (root / r).is_dir() else None
-        total = record.train.steps if record is not None else job_steps(root, r)
+        total = record.train.steps if record is not None else planned(r)
         step = int(status.get("step") or 0)
         if total is None:
             return None
         left = max(total - step, 0) / (pace(root / r) or rate)
         free.append(left + (STARTUP_S if status.get("status") != "running" else 0.0))
-    free += [0.0] * max(queue.max_jobs() - len(free), 0)
+    free += [0.0] * max(slots - len(free), 0)
     heapq.heapify(free)
-    for ahead in waiting[: waiting.index(run_id)]:
-        steps = job_steps(root, ahead)
+    for steps in ahead:
         if steps is None:
             return None
         heapq.heappush(free, heapq.heappop(free) + STARTUP_S + steps / rate)

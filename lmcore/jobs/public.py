@@ -45,6 +45,10 @@ class Policy:
     upload_mb: float = 20.0  # largest upload accepted
     uploads_per_session: int = 5  # distinct files one session may upload
     jobs_per_session: int = 1  # jobs one session may have queued or running
+    # Jobs waiting at once. With one training slot (two cores) and the default 700-step run at
+    # about 2 minutes, the fifth waits about 10 minutes, the longest a job may train; past that
+    # a visitor is better told to watch a run or come back than to wait.
+    max_queued: int = 5
     admin_password: str = field(default="", repr=False)  # unlocks everything for one session
 
     @classmethod

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import signal
 import subprocess
@@ -46,7 +47,7 @@ from pathlib import Path
 
 import lmcore
 from lmcore import LMError, device, runs
-from lmcore.jobs import public, specs
+from lmcore.jobs import eta, public, specs
 
 TERMINAL = ("completed", "stopped", "failed", "interrupted", "evicted")  # a job's states once it is over
 PACKAGE_ROOT = Path(lmcore.__file__).resolve().parents[1]  # the folder that holds lmcore/, for the child
@@ -256,6 +257,16 @@ def _admit(root: Path, spec: specs.Spec, actor, policy: public.Policy) -> dict[s
             f"one job at a time per visitor on this server: {', '.join(mine)} is still queued or "
             "training; stop it or wait for it to finish"
         )
+    waiting = queued(root)
+    if len(waiting) >= policy.max_queued:
+        start = starts_in(root, waiting[0])
+        when = f"in about {math.ceil(start / 60)} minutes" if start is not None else "in a few minutes"
+        raise LMError(
+            f"the queue is full: {len(waiting)} {'job is' if len(waiting) == 1 else 'jobs are'} waiting "
+            "for a training slot. Watch a run in "
+            f"progress (Train page, Follow a run) or generate from a finished one, or come back {when}, "
+            "when the first of them has started"
+        )
     limits = policy.limits()
     if spec.steps is not None:  # steps from epochs are checked by the trainer, once known
         limits.check_steps(spec.steps)
@@ -269,9 +280,11 @@ def submit(
     mode: str = "wb",
     actor: public.Actor | None = None,
     policy: public.Policy | None = None,
+    join: bool = False,
 ) -> str:
     """Run ``spec`` (a job spec) as job ``run_id``: now if a slot
-    is free and nobody waits, else at the end of the queue. Returns ``run_id``.
+    is free and nobody waits, else at the end of the queue. Returns ``run_id``, or with
+    ``join`` the id of a :func:`twin` job if there is one (then nothing is submitted).
 
     ``mode`` is how the job's log is opened: ``"wb"`` for a new job, ``"ab"`` to add to it.
     In public mode the job belongs to ``actor``'s session and trains within ``policy``'s caps.
@@ -281,7 +294,9 @@ def submit(
     spec = specs.with_id(spec, run_id)
     if policy.public:
         make_room(root, policy)
-    with lock(root):
+    with lock(root):  # one lock for the look and the submission: a class's clicks make one job
+        if join and (found := twin(root, spec)) is not None:
+            return found
         if job_file(root, run_id, "queued").exists() or _job_alive(root, run_id):
             raise LMError(f"job {run_id} is already queued or running")
         env = _admit(root, spec, actor, policy)
@@ -308,6 +323,67 @@ def launch(
     (``<time>-<name, model or the spec's label>-<hex>``)."""
     run_id = runs.new_run_id(model or spec.label(), name)
     return submit(root, run_id, spec, "wb", actor, policy)
+
+
+def launch_or_join(
+    root: Path,
+    spec: specs.Spec,
+    actor: public.Actor | None = None,
+    policy: public.Policy | None = None,
+) -> tuple[str, bool]:
+    """:func:`launch`, except that in public mode a job identical to one queued, training or
+    completed (:func:`twin`) is not trained again: returns (the run's id, whether it is that
+    other job's). A class that presses the same button at once trains one model."""
+    policy = policy or PRIVATE
+    run_id = runs.new_run_id(spec.label())
+    found = submit(root, run_id, spec, "wb", actor, policy, join=policy.public)
+    return found, found != run_id
+
+
+def twin(root: Path, spec: specs.Spec) -> str | None:
+    """The newest job that makes the same model as ``spec`` (:func:`lmcore.jobs.specs.fingerprint`:
+    the same corpus, model, settings and seed) and is queued, training or completed; None if none."""
+    key = specs.fingerprint(spec)
+    folder = _jobs_dir(Path(root))
+    if key is None or not folder.is_dir():
+        return None
+    busy = {*queued(root), *active(root)}
+    for path in sorted(folder.glob("*.spec.json"), reverse=True):  # ids start with their time
+        run_id = path.name.removesuffix(".spec.json")
+        if not runs.RUN_ID.match(run_id):
+            continue
+        try:
+            same = specs.fingerprint(specs.load(path)) == key
+        except LMError:
+            continue
+        done = (root / run_id / runs.STATUS).is_file() and runs.read_status(root / run_id).get(
+            "status"
+        ) == "completed"
+        if same and (done or run_id in busy):
+            return run_id
+    return None
+
+
+def starts_in(root: Path, run_id: str) -> float | None:
+    """Estimated seconds until queued job ``run_id`` starts (:mod:`lmcore.jobs.eta`); None if
+    it is not queued or nothing has been measured yet."""
+    root = Path(root)
+    waiting = queued(root)
+    if run_id not in waiting:
+        return None
+    running = [r for r in active(root) if r not in waiting]
+    ahead = [job_steps(root, a) for a in waiting[: waiting.index(run_id)]]
+    return eta.seconds_to_start(root, running, ahead, max_jobs(), lambda r: job_steps(root, r))
+
+
+def job_steps(root: Path, run_id: str) -> int | None:
+    """The steps a job will train, from its spec (None if it does not say)."""
+    try:
+        spec = specs.load(job_file(root, run_id, "spec.json"))
+    except LMError:
+        return None
+    train = getattr(spec, "train", None)
+    return getattr(train, "steps", None) if train is not None else getattr(spec, "steps", None)
 
 
 def resume(

@@ -11,6 +11,7 @@ only: nothing here imports training, so what needs a record imports only the rec
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -144,6 +145,19 @@ def with_id(spec: Spec, job_id: str) -> Spec:
     if isinstance(spec, CompareSpec):
         return replace(spec, compare_id=job_id)
     return replace(spec, run_id=job_id)
+
+
+def fingerprint(spec: Spec) -> str | None:
+    """What makes two new training runs the same run: the corpus, the model and every setting,
+    the seed included, but not the run's name or id. An upload counts by its content (its
+    folder is named by a hash of it: ``.uploads/<hash>/<name>``). None for other kinds of job."""
+    if not isinstance(spec, TrainSpec):
+        return None
+    source = Path(spec.data.source)
+    if "://" not in spec.data.source and source.parent.parent.name == runs.uploads_dir(Path()).name:
+        spec = replace(spec, data=replace(spec.data, source=f"upload:{source.parent.name}"))
+    same = to_json(replace(spec, name=None, run_id=None))
+    return hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()
 
 
 def to_json(spec: Spec) -> dict:
