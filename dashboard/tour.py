@@ -180,6 +180,8 @@ def token_step(c: Corpus) -> None:
 
 
 def curve_step(c: Corpus) -> None:
+    if c.window() is None:  # nothing to train the sweep's runs on
+        return
     sweep_view.curve_step(c.source, c.view)
 
 
