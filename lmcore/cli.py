@@ -2,7 +2,7 @@
 
     train     train a model on a corpus (or --resume a run)
     generate  sample text from a run
-    runs      list the runs
+    runs      list the runs (runs export RUN FILE.zip, runs import FILE.zip: keep a run)
     finetune, classify, compare   adapt a trained run (see the README)
     run       run a job spec: what the dashboard's jobs do
     bench     benchmarks
@@ -22,7 +22,7 @@ import math
 import os
 import sys
 
-from lmcore import LMError, device, runner, runs, xla_cache
+from lmcore import LMError, archive, device, runner, runs, xla_cache
 from lmcore.generation import decoding
 from lmcore.jobs import specs
 from lmcore.nn.config import MODEL_NAMES, OPTIMIZERS, SCHEDULES, DataConfig, make_train_config
@@ -84,9 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", choices=("last", "best"), default="last")
     _common(g)
 
-    r = sub.add_parser("runs", help="list the runs")
-    _common(r)
-
+    _add_runs_parser(sub)
     _add_finetune_parsers(sub)
 
     j = sub.add_parser("run", help="run a job spec (what the dashboard's jobs do)")
@@ -118,6 +116,32 @@ def build_parser() -> argparse.ArgumentParser:
 def _common(p):
     p.add_argument("--runs-dir", help="default: $LMLAB_RUNS_DIR or ./runs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_runs_parser(sub) -> None:
+    """``runs`` lists the runs; ``runs export`` and ``runs import`` keep one (:mod:`lmcore.archive`)."""
+    r = sub.add_parser(
+        "runs",
+        help="list the runs; export one to a .zip, or import one",
+        description="With no action, list the runs: a table, or --json.",
+    )
+    _common(r)
+    rsub = r.add_subparsers(dest="action", parser_class=_Parser)  # none: list the runs
+    e = rsub.add_parser("export", help="write a run (not training) to one .zip")
+    e.add_argument("run", help="a run id or a run folder")
+    e.add_argument("file", help="the .zip to write")
+    i = rsub.add_parser("import", help="add the run in a .zip exported by 'runs export'")
+    i.add_argument("file", help="the .zip to read")
+    i.add_argument(
+        "--max-mb",
+        type=_number,
+        help=f"refuse a run larger, unpacked, in MB (default {archive.MAX_BYTES >> 20})",
+    )
+    for p in (e, i):  # SUPPRESS: a value given before the action (runs --runs-dir X import) is kept
+        p.add_argument("--runs-dir", default=argparse.SUPPRESS, help="default: $LMLAB_RUNS_DIR or ./runs")
+        p.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+        )
 
 
 def _add_train_parser(sub) -> None:
@@ -407,6 +431,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_runs(args) -> int:
+    if args.action:
+        return _export(args) if args.action == "export" else _import(args)
     rows = runs.list_runs(runs.runs_dir(args.runs_dir))
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
@@ -422,6 +448,24 @@ def cmd_runs(args) -> int:
             f"{r['run_id']:<44} {r['model'] or '?':<10} {str(r['corpus'])[-26:]:<26} "
             f"{r['status']:<11} {steps:>11} {best:>8}"
         )
+    return 0
+
+
+def _export(args) -> int:
+    run_dir = runs.resolve(args.run, runs.runs_dir(args.runs_dir))
+    archive.export(run_dir, args.file)
+    size = os.path.getsize(args.file)
+    line = f"exported run {run_dir.name} to {args.file} ({size / 2**20:.1f} MB)"
+    print(json.dumps({"run_id": run_dir.name, "file": args.file, "bytes": size}) if args.json else line)
+    return 0
+
+
+def _import(args) -> int:
+    if args.max_mb is not None and args.max_mb <= 0:
+        raise LMError(f"--max-mb must be positive, not {args.max_mb:g}")
+    limit = int(args.max_mb * 2**20) if args.max_mb else archive.MAX_BYTES
+    run_id = archive.import_run(runs.runs_dir(args.runs_dir), args.file, max_bytes=limit)
+    print(json.dumps({"run_id": run_id}) if args.json else f"imported run {run_id}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Runs: every run in a table; overlay curves, diff settings, download metrics, resume or delete."""
+"""Runs: every run in a table; overlay curves, diff settings, download metrics or a whole run
+(.zip), upload a run, resume or delete."""
 
 import hashlib
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import ablation_view, access, charts, fmt, links, live, nav, report, runlist
+from dashboard import ablation_view, access, charts, fmt, keep, links, live, nav, report, runlist
 from lmcore import LMError, runs
 from lmcore.jobs import public, queue
 
@@ -22,10 +23,12 @@ if rules.public:
             f"{rules.disk_budget_mb:,g} MB (oldest finished runs first; pinned runs are kept): "
             + ", ".join(f"{e['kind']} {fmt.plain(e['name'])} ({e['bytes'] / 2**20:.1f} MB)" for e in gone)
         )
+with st.expander("Upload a run"):
+    keep.upload(root)  # before the listing, so that the table holds the run it adds
 rows = runlist.run_choices()
 ablation_view.show(root, rows)
 if not rows:
-    st.info("No runs yet. Start one on the Train page.")
+    st.info("No runs yet. Start one on the Train page, or upload one above.")
     st.stop()
 
 
@@ -149,7 +152,7 @@ if len(selected) == 2:
         st.dataframe(diff, hide_index=True)
 
 metrics = pd.concat([df.assign(run_id=rid) for rid, df in frames.items() if not df.empty] or [pd.DataFrame()])
-cols = st.columns(2)
+cols = st.columns(3)
 cols[0].download_button("Download metrics (CSV)", metrics.to_csv(index=False), "metrics.csv", "text/csv")
 cols[1].download_button(
     "Download report (HTML)",
@@ -158,6 +161,9 @@ cols[1].download_button(
     "text/html",
     help="One file to send: it opens offline in any browser.",
 )
+if len(selected) == 1:
+    with cols[2]:
+        keep.download(selected[0])
 
 mine = [r for r in selected if access.may_manage(r["run_id"])]
 if len(mine) < len(selected):

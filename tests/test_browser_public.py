@@ -9,7 +9,9 @@ through ``[lmlab]`` in a secrets file. Screenshots go to ``test-artifacts/screen
 
 from __future__ import annotations
 
+import io
 import shutil
+import zipfile
 
 from test_browser import go, settle, status_text, wait_status
 from test_browser_reliability import (  # noqa: F401 (browser: the shared fixture)
@@ -164,6 +166,20 @@ def test_a_full_queue_refuses_a_visitor_and_says_what_to_do_instead(browser, tmp
         assert "Watch a run in progress" in alert.inner_text() and "come back in" in alert.inner_text()
         shot(cat, "05-queue-full")
         assert not [p for p in (tmp_path / "runs").iterdir() if "-cat-" in p.name]
+
+        # cat, turned away, tries to bring a run of her own: a hostile archive is refused
+        go(cat, "Runs")
+        cat.get_by_text("Upload a run").first.click()
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zf:
+            zf.writestr("20260101-000000-tiny-0badc0de/../../escaped.txt", "out of the runs folder")
+        upload(cat, "class-run.zip", buffer.getvalue())
+        refused = cat.locator('[data-testid="stAlertContentError"]', has_text="was not imported")
+        refused.wait_for()
+        assert "unsafe file name" in refused.inner_text()
+        shot(cat, "06-upload-refused")
+        assert not list(tmp_path.rglob("escaped.txt"))
+
         ann.get_by_role("button", name="Stop").click()  # the slot frees, ben's run starts
         wait_status(ben, r"completed · step 50/50", 240)
     finally:
