@@ -8,6 +8,7 @@ here imports TensorFlow at import time: a model's loader reaches it only when it
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -88,3 +89,28 @@ def generator(run_dir: str, which: str, mtime: float):
     """(LogitsFn, tokenizer, config) for a checkpoint; ``mtime`` makes a newer checkpoint reload.
     It waits for a preload of the same checkpoint (its errors come through as its own)."""
     return _take_preload((run_dir, which, mtime)) or _load_generator(run_dir, which)
+
+
+def write(logits_fn, tok, prompt: str, length: int, opts: decoding.SamplingOptions, shown=None) -> dict:
+    """One continuation of ``prompt``: its text (cut at a stop string, as the command line's
+    is), its steps and its rate; ``shown(text so far)`` is called as it grows."""
+    steps, started = [], time.perf_counter()
+    for step in decoding.stream(logits_fn, tok, prompt, length, opts):
+        steps.append(step)
+        if shown is not None and len(steps) % 8 == 0:
+            shown(tok.decode([s.token_id for s in steps]))
+    elapsed = time.perf_counter() - started
+    text = tok.decode([s.token_id for s in steps])
+    for s in opts.stop:
+        text = text.split(s, 1)[0]
+    return {"text": text, "steps": steps, "rate": len(steps) / max(elapsed, 1e-9)}
+
+
+@st.cache_data(show_spinner="Writing the first text…", max_entries=32)
+def shared_text(run_dir: str, which: str, mtime: float, prompt: str, length: int, opts: dict) -> dict:
+    """:func:`write` once for everyone who asks for the same continuation (the same checkpoint,
+    prompt and settings; the page always sets a seed, so it is the same text): a class sent
+    to Generate by one quick demo computes its first text once, and Streamlit's cache makes
+    the others wait for it rather than compute it again."""
+    logits_fn, tok, _ = generator(run_dir, which, mtime)
+    return write(logits_fn, tok, prompt, length, decoding.SamplingOptions(**opts))

@@ -1,6 +1,6 @@
 """Generate: sample text from a trained run, and see why each token was chosen."""
 
-import time
+import dataclasses
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -104,44 +104,44 @@ side_by_side = cols[3].toggle(
 links.keep("generate", LINKED)
 
 
-def run_generation(logits_fn, tok, opts, box, seen: str) -> dict:
-    """Stream one continuation into ``box``; returns what the inspection below needs."""
-    steps, started = [], time.perf_counter()
-    for step in decoding.stream(logits_fn, tok, prompt, int(length), opts):
-        steps.append(step)
-        if len(steps) % 8 == 0:
-            box.text(seen + tok.decode([s.token_id for s in steps]))
-    elapsed = time.perf_counter() - started
-    text = tok.decode([s.token_id for s in steps])
-    for s in opts.stop:  # the text ends before the stop string, as the command line's does
-        text = text.split(s, 1)[0]
-    box.text(seen + text)
-    return {"text": text, "steps": steps, "rate": len(steps) / max(elapsed, 1e-9)}
+def run_generation(logits_fn, tok, opts, box, seen: str, model: tuple, shared: bool) -> dict:
+    """Stream one continuation into ``box``; returns what the inspection below needs. A first
+    text the visitor was sent here for is ``shared``: written once for all who ask the same."""
+    if shared:
+        out = loaders.shared_text(*model, prompt, int(length), dataclasses.asdict(opts))
+    else:
+        out = loaders.write(logits_fn, tok, prompt, int(length), opts, lambda text: box.text(seen + text))
+    box.text(seen + out["text"])
+    return out
 
 
 clicked = st.button("Generate", type="primary")
-if clicked or st.session_state.pop("generate_now", False):  # or sent here to show a first text
+landed = st.session_state.pop("generate_now", False)  # sent here (the quick demo) to show a first text
+if clicked or landed:
     stops = (stop.replace("\\n", "\n"),) if stop else ()
     opts = decoding.SamplingOptions(temperature, int(top_k), top_p, int(seed), penalty, stops)
     try:
         opts.check()
         if (mtime := checkpoint_time()) is None:
             raise LMError(f"run {run_dir.name} has no {which} checkpoint any more")
-        logits_fn, tok, _ = loaders.generator(str(run_dir), which, mtime)
+        model = (str(run_dir), which, mtime)
+        logits_fn, tok, _ = loaders.generator(*model)
         ids, notes = decoding.prompt_ids(tok, prompt)
         seen = tok.decode(ids)  # the prompt as the model sees it (unknown characters dropped)
         left, right = st.columns(2) if side_by_side else (st.container(), None)
         left.caption("Sampled")
-        sampled = run_generation(logits_fn, tok, opts, left.empty(), seen)
+        sampled = run_generation(logits_fn, tok, opts, left.empty(), seen, model, landed and not clicked)
         greedy = None
         if right is not None:
             right.caption("Greedy (temperature 0, same penalty and stop)")
             greedy_opts = decoding.SamplingOptions(0, 0, 1.0, None, penalty, stops)
-            greedy = run_generation(logits_fn, tok, greedy_opts, right.empty(), seen)
+            greedy = run_generation(
+                logits_fn, tok, greedy_opts, right.empty(), seen, model, landed and not clicked
+            )
         shown = [*sampled["steps"], *(greedy["steps"] if greedy else [])]
         st.session_state["generation"] = {
             "run": run["run_id"],
-            "model": (str(run_dir), which, mtime),
+            "model": model,
             "names": {c.token_id: tok.token(c.token_id) for s in shown for c in s.candidates},
             "family": logits_fn.config.family,
             "prompt_ids": ids,

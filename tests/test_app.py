@@ -298,3 +298,30 @@ def test_the_tour_on_a_text_too_short_for_a_window_says_so_at_each_step(tmp_path
             assert any("too short for a training window" in w.value for w in at.warning), n
         if n < 6:
             next(b for b in at.button if b.label == "Next").click().run()
+
+
+def test_a_first_text_is_written_once_for_every_visitor_sent_to_generate_and_matches_a_click(
+    tiny_run, monkeypatch
+):
+    from dashboard import loaders
+
+    monkeypatch.setenv("LMLAB_RUNS_DIR", str(tiny_run.parent))
+    loaders.shared_text.clear()
+    written = []
+    real_write = loaders.write
+    monkeypatch.setattr(loaders, "write", lambda *a, **k: written.append(1) or real_write(*a, **k))
+
+    def sent_here() -> AppTest:  # what Home's quick demo does for each visitor of a class
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.session_state["generate_pick"], at.session_state["generate_now"] = tiny_run.name, True
+        at.run()
+        at.switch_page("pages/generate.py").run()
+        assert not at.exception, [e.message for e in at.exception]
+        return at
+
+    first, second = sent_here(), sent_here()
+    assert len(written) == 2  # sampled and greedy, once: the second visitor read them
+    texts = [[t.value for t in at.text] for at in (first, second)]
+    assert texts[0] == texts[1] and texts[0]
+    first.button[0].click().run()  # a click writes afresh, streamed, with the same seed
+    assert len(written) == 4 and [t.value for t in first.text] == texts[0]
