@@ -1,17 +1,20 @@
 """Load measurements of the dashboard in a real browser (issue 6, cases 13 and 14).
 
-    python -m lmcore.bench.load follow [--sessions 8] [--seconds 120]   # many followers of one live run
+    python -m lmcore.bench.load follow [--sessions 8] [--watch 60] [--seconds 120] [--jobs 2]  # followers
     python -m lmcore.bench.load cycles [--cycles 50]                    # train/generate cycles, one session
     python -m lmcore.bench.load overhead [--rounds 3] [--steps 400]     # live curves' cost to training speed
     python -m lmcore.bench.load memory [--steps 1000] [--env K=V ...]   # peak memory of one default run
     python -m lmcore.bench.load first-point [--read 8]                  # click to the curve's first point
 
-``follow`` starts ``streamlit run app.py`` with two training slots, launches two runs through
+``follow`` starts ``streamlit run app.py`` with ``--jobs`` training slots (two by default, or one
+as on a small host), launches that many runs through
 ``lmcore.jobs.queue`` (the same child processes the Train page starts), opens ``--sessions`` browser
-sessions that all follow the first run on the Train page, and then, for ``--seconds``, reloads
-them one after another, timing each page load until the run's progress bar and curves are
-drawn. It reports the p50/p95/max load time, whether every session's curve grew, the server's
-CPU and resident memory (sampled from /proc), and the runs' training speed.
+sessions that all follow the first run on the Train page, lets them only follow for ``--watch``
+seconds (the followed run's tokens/s meanwhile is the training's speed beside that many
+followers; with ``--sessions 0``, beside none), and then, for ``--seconds``, reloads them one
+after another, timing each page load until the run's progress bar and curves are drawn. It
+reports the p50/p95/max load time, whether every session's curve grew, the server's CPU and
+resident memory (sampled from /proc), and the runs' training speed.
 
 ``cycles`` uses one session to train a tiny run on the Train page and generate text from it on
 the Generate page, ``--cycles`` times, and reports the server's resident memory after each.
@@ -122,6 +125,22 @@ def follow(page, run_id: str) -> None:
     page.locator(".js-plotly-plot").first.wait_for()
 
 
+def watch(run_dir: Path, seconds: float, page=None) -> float | None:
+    """Wait ``seconds`` while the sessions only follow (their views refresh themselves); the
+    median tokens/s the run logged meanwhile (None: no record in that time)."""
+
+    def logged() -> list[dict]:
+        return runs.read_jsonl(run_dir / "metrics.jsonl")
+
+    start = max((m.get("time", 0) for m in logged()), default=0)
+    if page is not None:
+        page.wait_for_timeout(seconds * 1000)  # Playwright's own wait keeps its pages served
+    else:
+        time.sleep(seconds)
+    rates = [m["tokens_per_s"] for m in logged() if "tokens_per_s" in m and m.get("time", 0) > start]
+    return round(statistics.median(rates)) if rates else None
+
+
 def _follow_and_reload(browser, url: str, run_id: str, args, loads: list, grown: list) -> int:
     """``args.sessions`` sessions follow ``run_id``; reload them in turn for ``args.seconds``,
     timing each load into ``loads``; ``grown`` gets whether each session's curve grew.
@@ -133,6 +152,7 @@ def _follow_and_reload(browser, url: str, run_id: str, args, loads: list, grown:
         pages.append(page)
         loads.append(seconds)
     first_points = [curve_points(page) for page in pages]
+    args.watched = watch(args.runs_dir / run_id, args.watch, pages[0])
     deadline = time.time() + args.seconds
     n = 0
     while time.time() < deadline:  # reload the sessions in turn; the others keep polling
@@ -152,11 +172,11 @@ def bench_follow(args) -> dict:
     from playwright.sync_api import sync_playwright
 
     runs_dir = Path(tempfile.mkdtemp(prefix="lmlab-load-"))
-    os.environ["LMLAB_MAX_JOBS"] = "2"  # for the jobs launched here and by the server
-    server = Server(runs_dir, env={"LMLAB_MAX_JOBS": "2"})
+    os.environ["LMLAB_MAX_JOBS"] = str(args.jobs)  # for the jobs launched here and by the server
+    server = Server(runs_dir, env={"LMLAB_MAX_JOBS": str(args.jobs)})
     url = server.url
     spec = train_spec(args.model, steps=100_000, log_every=10, sample_length=50)
-    ids = [queue.launch(runs_dir, spec, name, args.model) for name in ("followed", "other")]
+    ids = [queue.launch(runs_dir, spec, name, args.model) for name in ("followed", "other")[: args.jobs]]
     sampler = Sampler(server.proc.pid)
     loads, grown = [], []
     try:
@@ -165,7 +185,11 @@ def bench_follow(args) -> dict:
         sampler.start()
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            exceptions = _follow_and_reload(browser, url, ids[0], args, loads, grown)
+            args.runs_dir = runs_dir
+            if args.sessions:
+                exceptions = _follow_and_reload(browser, url, ids[0], args, loads, grown)
+            else:  # nobody watches: the training speed to compare with
+                exceptions, args.watched = 0, watch(runs_dir / ids[0], args.watch)
             browser.close()
     finally:
         sampler.running = False
@@ -184,14 +208,16 @@ def bench_follow(args) -> dict:
         "sessions": args.sessions,
         "seconds": args.seconds,
         "model": args.model,
+        "jobs": args.jobs,
         "page_loads": len(loads),
-        "load_p50_s": round(percentile(loads, 50), 2),
-        "load_p95_s": round(percentile(loads, 95), 2),
-        "load_max_s": round(max(loads), 2),
+        "load_p50_s": round(percentile(loads, 50), 2) if loads else None,
+        "load_p95_s": round(percentile(loads, 95), 2) if loads else None,
+        "load_max_s": round(max(loads), 2) if loads else None,
         "curves_grew": f"{sum(grown)}/{len(grown)}",
         "exceptions": exceptions,
         "server": sampler.summary(),
         "training_tokens_per_s_median": speed,
+        "followed_tokens_per_s_while_only_following": args.watched,
     }
 
 
@@ -326,7 +352,7 @@ def bench_cycles(args) -> dict:
     }
 
 
-def _memory(pid: int) -> dict[str, float]:
+def memory_mb(pid: int) -> dict[str, float]:
     """MB of one process: resident, private (anonymous) and proportional share."""
     out = {}
     with open(f"/proc/{pid}/status") as f:
@@ -340,7 +366,7 @@ def _memory(pid: int) -> dict[str, float]:
     return out
 
 
-def _job_pids(runs_dir: Path) -> list[int]:
+def job_pids(runs_dir: Path) -> list[int]:
     """The supervisors and trainers of the jobs in ``runs_dir`` now."""
     pids = []
     for pid_file in (runs_dir / ".jobs").glob("*.pid"):
@@ -386,8 +412,8 @@ def bench_memory(args) -> dict:
             seen_job = False
             while time.perf_counter() - t0 < args.timeout:
                 try:
-                    server_mb = _memory(server.proc.pid)
-                    job_mb = [_memory(pid) for pid in _job_pids(runs_dir)]
+                    server_mb = memory_mb(server.proc.pid)
+                    job_mb = [memory_mb(pid) for pid in job_pids(runs_dir)]
                 except (OSError, StopIteration):
                     continue
                 seen_job = seen_job or bool(job_mb)
@@ -555,6 +581,8 @@ def main() -> None:
     f.add_argument("--sessions", type=int, default=8)
     f.add_argument("--seconds", type=float, default=120)
     f.add_argument("--model", default="nano")
+    f.add_argument("--watch", type=float, default=60, help="seconds of following only, before the reloads")
+    f.add_argument("--jobs", type=int, choices=(1, 2), default=2, help="runs training beside the followers")
     c = sub.add_parser("cycles", help="train/generate cycles in one session")
     c.add_argument("--cycles", type=int, default=50)
     c.add_argument("--minutes", type=float, default=60, help="stop starting new cycles after this long")
