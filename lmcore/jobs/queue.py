@@ -353,13 +353,12 @@ def twin(root: Path, spec: specs.Spec) -> str | None:
         if not runs.RUN_ID.match(run_id):
             continue
         try:
-            same = specs.fingerprint(specs.load(path)) == key
+            if specs.fingerprint(specs.load(path)) != key:
+                continue
         except LMError:
             continue
-        done = (root / run_id / runs.STATUS).is_file() and runs.read_status(root / run_id).get(
-            "status"
-        ) == "completed"
-        if same and (done or run_id in busy):
+        status = runs.read_status(root / run_id) if (root / run_id / runs.STATUS).is_file() else {}
+        if run_id in busy or status.get("status") == "completed":
             return run_id
     return None
 
