@@ -26,6 +26,7 @@ from test_browser_reliability import (  # noqa: F401 (browser: the shared fixtur
 
 from conftest import ROOT
 from lmcore import runs
+from lmcore.bench.browser import set_field
 from lmcore.jobs import public
 
 SHOTS = ROOT / "test-artifacts" / "screenshots-public"
@@ -77,6 +78,7 @@ def test_two_visitors_in_public_mode_own_their_runs_and_the_admin_unlocks_one_se
 
         # ... and cannot start a second job while it trains
         alice.get_by_text("New run").first.click()
+        set_field(alice, "Seed", 1338)  # a job of its own: an identical one would only follow hers
         alice.get_by_role("button", name="Start training").click()
         alert = '[data-testid="stAlertContentError"]'
         alice.locator(alert, has_text="one job at a time per visitor").wait_for()
