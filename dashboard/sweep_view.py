@@ -70,7 +70,8 @@ def curve_step(source: str, view: str) -> None:
 
 def _sweep_view(found: dict[int, dict], unigram: float, follow: bool) -> None:
     rows = lr_sweep.table([Path(r["path"]) for r in found.values()], unigram)
-    if follow and all(r["status"] in queue.TERMINAL for r in rows) and len(rows) == len(lr_sweep.VARIANTS):
+    done = [r for r in rows if r["status"] in queue.TERMINAL]
+    if follow and len(done) == len(lr_sweep.VARIANTS):
         st.rerun()  # the sweep has ended: redraw the whole step once, without the timer
     frames = {
         lr_sweep.VARIANTS[i][0]: runlist.metrics_frame(Path(r["path"])) for i, r in sorted(found.items())
@@ -82,7 +83,6 @@ def _sweep_view(found: dict[int, dict], unigram: float, follow: bool) -> None:
             fig.update_layout(height=420, title="Loss at each rate and schedule"), key="tour-sweep"
         )
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-    done = [r for r in rows if r["status"] in queue.TERMINAL]
     if len(done) < len(lr_sweep.VARIANTS):
         st.caption(f"{len(done)} of {len(lr_sweep.VARIANTS)} runs finished; they train one after another.")
         return

@@ -376,13 +376,11 @@ def starts_in(root: Path, run_id: str) -> float | None:
 
 
 def job_steps(root: Path, run_id: str) -> int | None:
-    """The steps a job will train, from its spec (None if it does not say)."""
+    """The steps a job will train, from its spec (None if it does not say, as with epochs)."""
     try:
-        spec = specs.load(job_file(root, run_id, "spec.json"))
+        return specs.load(job_file(root, run_id, "spec.json")).steps
     except LMError:
         return None
-    train = getattr(spec, "train", None)
-    return getattr(train, "steps", None) if train is not None else getattr(spec, "steps", None)
 
 
 def resume(
